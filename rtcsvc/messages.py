@@ -1,0 +1,128 @@
+"""Protocol v1 on the wire: parsing client frames and encoding server messages.
+
+Pure functions over bytes, shared by every transport and hub. The relay path is hot, so a
+signal's ``data`` is re-serialised once per message (not once per recipient) and spliced into a
+pre-built envelope instead of building a dict per delivery. The contract is docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+#: Outcomes, paths and failure reasons a ``report`` may carry (docs/protocol.md).
+REPORT_PATHS = frozenset({"direct", "relay"})
+REPORT_REASONS = frozenset(
+    {"ice-failed", "dtls-failed", "timeout", "negotiation-failed", "media-denied", "other"}
+)
+MAX_SETUP_MS = 600_000
+
+
+class BadMessage(ValueError):
+    """A client frame that protocol v1 does not allow; the text is shown to the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    to: str | None
+    data: bytes  # the JSON text of the sender's ``data``, ready to splice
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    outcome: str
+    setup_seconds: float
+    path: str | None
+    reason: str | None
+
+
+def parse(payload: bytes) -> Signal | Report:
+    """Turn one text frame into a :class:`Signal` or :class:`Report`, or raise BadMessage."""
+    try:
+        message = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise BadMessage("not a JSON text") from None
+    if type(message) is not dict:
+        raise BadMessage("a message must be a JSON object")
+    kind = message.get("type")
+    if kind == "signal":
+        if "data" not in message:
+            raise BadMessage("a signal needs a 'data' field")
+        to = message.get("to")
+        if to is not None and type(to) is not str:
+            raise BadMessage("'to' must be a peer id (a string)")
+        return Signal(to, orjson.dumps(message["data"]))
+    if kind == "report":
+        return _parse_report(message.get("data"))
+    if type(kind) is not str:
+        raise BadMessage("a message needs a string 'type'")
+    raise BadMessage(f"unknown message type {kind[:40]!r}")
+
+
+def _parse_report(data) -> Report:
+    # Reports are strict: an unknown key is refused so that no client build can smuggle
+    # addresses or SDP into the server's telemetry.
+    if type(data) is not dict:
+        raise BadMessage("a report's 'data' must be an object")
+    outcome = data.get("outcome")
+    setup_ms = data.get("setupMs")
+    if type(setup_ms) not in (int, float) or not 0 <= setup_ms <= MAX_SETUP_MS:
+        raise BadMessage(f"'setupMs' must be a number from 0 to {MAX_SETUP_MS}")
+    if outcome == "connected":
+        allowed, path, reason = {"outcome", "setupMs", "path"}, data.get("path"), None
+        if path not in REPORT_PATHS:
+            raise BadMessage("'path' must be 'direct' or 'relay'")
+    elif outcome == "failed":
+        allowed, path, reason = {"outcome", "setupMs", "reason"}, None, data.get("reason")
+        if reason not in REPORT_REASONS:
+            raise BadMessage("'reason' must be one of " + ", ".join(sorted(REPORT_REASONS)))
+    else:
+        raise BadMessage("'outcome' must be 'connected' or 'failed'")
+    extra = set(data) - allowed
+    if extra:
+        raise BadMessage("a report may not carry " + ", ".join(sorted(map(str, extra)))[:200])
+    return Report(outcome, setup_ms / 1000.0, path, reason)
+
+
+# -- server -> client
+
+
+def encode_id(peer_id: str) -> bytes:
+    """A peer id as a JSON string, pre-encoded once per peer for the signal envelope."""
+    return orjson.dumps(peer_id)
+
+
+def signal(encoded_from: bytes, data: bytes) -> bytes:
+    return b'{"type":"signal","from":' + encoded_from + b',"data":' + data + b"}"
+
+
+def welcome(peer_id, room, peers, ice_servers, token, max_peers, resumed=False) -> bytes:
+    message = {
+        "type": "welcome",
+        "id": peer_id,
+        "room": room,
+        "peers": peers,
+        "iceServers": ice_servers,
+        "resume": token,
+        "maxPeers": max_peers,
+    }
+    if resumed:
+        message["resumed"] = True
+    return orjson.dumps(message)
+
+
+def peer_joined(peer_id: str) -> bytes:
+    return orjson.dumps({"type": "peer-joined", "id": peer_id})
+
+
+def peer_left(peer_id: str) -> bytes:
+    return orjson.dumps({"type": "peer-left", "id": peer_id})
+
+
+def ice_servers(servers: list) -> bytes:
+    return orjson.dumps({"type": "ice-servers", "iceServers": servers})
+
+
+def error(code: str, message: str) -> bytes:
+    return orjson.dumps({"type": "error", "code": code, "message": message})

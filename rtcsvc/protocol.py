@@ -1,0 +1,247 @@
+"""The WebSocket adapter: protocol v1 frames in, hub calls out.
+
+A thin layer around :mod:`rtcsvc.hub`. It checks the handshake (room name, origin, resume
+token), parses frames with :mod:`rtcsvc.messages`, hands them to the hub, and writes what the
+hub gives back. Every Autobahn option is set in one place, :meth:`SignalingFactory.configure`,
+because Autobahn's own defaults are permissive. The wire contract is docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from rtcsvc import messages
+from rtcsvc.hub import IPeerConnection, RoomFull, UnknownPeer
+
+ROOM_PATH = re.compile(r"/ws/([A-Za-z0-9_-]{1,64})\Z")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_ROOM_FULL = 4001
+CLOSE_SUPERSEDED = 4002
+#: Close codes with which a client says "I am leaving" rather than "my network broke".
+LEAVING = frozenset({1000, 1001})
+#: More reports than this from one connection are ignored: a mesh of six needs five.
+MAX_REPORTS = 32
+
+
+@implementer(IPeerConnection)
+class SignalingProtocol(WebSocketServerProtocol):
+    """One browser's signaling socket. Autobahn claims ``.log``, hence ``_log``."""
+
+    _log = Logger()
+
+    _member = None
+    _room = None
+    _resume_token = None
+    _client = "?"
+    _superseded = False
+    _kicked = False
+    _refresh = None
+    _reports = 0
+
+    # -- handshake
+
+    def onConnect(self, request):
+        factory = self.factory
+        match = ROOM_PATH.match(request.path)
+        if match is None:
+            factory.refuse("bad-room")
+            raise ConnectionDeny(400, "The room name must match [A-Za-z0-9_-]{1,64}.")
+        headers = request.headers
+        view = factory.proxies.view(
+            getattr(self.transport.getPeer(), "host", ""),
+            ISSLTransport.providedBy(self.transport),
+            headers.get,
+        )
+        self._client = view.client
+        if not factory.origins.allows(headers.get("origin"), view):
+            factory.refuse("origin")
+            raise ConnectionDeny(403, "This origin may not open a signaling socket here.")
+        self._room = match.group(1)
+        tokens = request.params.get("resume")
+        self._resume_token = tokens[0] if tokens else None
+        return None
+
+    def onOpen(self):
+        factory = self.factory
+        factory.connections.add(self)
+        factory.metrics.connections.inc()
+        d = defer.maybeDeferred(factory.hub.join, self._room, self, self._resume_token)
+        d.addCallbacks(self._joined, self._not_joined)
+        d.addErrback(self._log.failure, "joining {room}", room=self._room)
+
+    def _joined(self, result):
+        if self.state != self.STATE_OPEN:
+            # The socket died while a remote hub was answering: give the seat back.
+            self.factory.hub.drop(result.member)
+            return
+        factory = self.factory
+        self._member = member = result.member
+        ice = factory.ice.ice_servers(member.id, factory.clock.seconds())
+        self.send(messages.welcome(member.id, self._room, result.peers, ice, result.token,
+                                   factory.hub.max_peers, result.resumed))
+        for payload in result.backlog:
+            self.send(payload)
+        if factory.ice.has_turn:
+            self._refresh = factory.clock.callLater(factory.ice.refresh_interval,
+                                                    self._refresh_ice)
+        self._log.info(
+            "{event} room={room} peer={peer} client={client}",
+            event="resumed" if result.resumed else "joined",
+            room=self._room, peer=member.id, client=self._client,
+        )
+
+    def _not_joined(self, failure):
+        failure.trap(RoomFull)
+        self._kick("room-full", "This room is full.", CLOSE_ROOM_FULL)
+
+    def _refresh_ice(self):
+        factory = self.factory
+        self.send(messages.ice_servers(
+            factory.ice.ice_servers(self._member.id, factory.clock.seconds())))
+        self._refresh = factory.clock.callLater(factory.ice.refresh_interval, self._refresh_ice)
+
+    # -- frames
+
+    def onMessage(self, payload, isBinary):
+        member = self._member
+        if member is None:
+            return  # still joining, or on the way out
+        if isBinary:
+            return self._error("bad-message", "Binary frames are not part of protocol v1.")
+        try:
+            message = messages.parse(payload)
+        except messages.BadMessage as e:
+            return self._error("bad-message", str(e))
+        if message.__class__ is messages.Signal:
+            try:
+                self.factory.hub.signal(member, message.to, message.data)
+            except UnknownPeer:
+                self._error("unknown-peer", "No such peer in this room.")
+        else:
+            self._reports += 1
+            if self._reports <= MAX_REPORTS:
+                self.factory.metrics.record_report(message)
+
+    def _max_message_size_exceeded(self, msg_size, max_msg_size, reason):
+        # Autobahn's hook for an over-long frame, called from the frame *header*: nothing of
+        # the payload has been buffered. Say why before the 1009 close it sends.
+        self._kicked = True
+        self._error("too-large", f"Messages are limited to {max_msg_size} bytes.")
+        super()._max_message_size_exceeded(msg_size, max_msg_size, reason)
+
+    # -- IPeerConnection
+
+    def send(self, payload: bytes) -> None:
+        self.sendMessage(payload, False)
+
+    def supersede(self) -> None:
+        self._superseded = True
+        self._member = None
+        self.sendClose(CLOSE_SUPERSEDED, "Resumed on another connection.")
+
+    # -- leaving
+
+    def onClose(self, wasClean, code, reason):
+        factory = self.factory
+        factory.connections.discard(self)
+        if self._refresh is not None and self._refresh.active():
+            self._refresh.cancel()
+        member, self._member = self._member, None
+        if member is None:
+            return
+        leaving = self._kicked or (not self.closedByMe and self.remoteCloseCode in LEAVING)
+        if leaving:
+            factory.hub.leave(member)
+        else:
+            factory.hub.drop(member)
+        self._log.info(
+            "{event} room={room} peer={peer} client={client} code={code}",
+            event="left" if leaving else "dropped",
+            room=self._room, peer=member.id, client=self._client, code=code,
+        )
+
+    def going_away(self) -> None:
+        """The server is stopping: close with 1001 so clients reconnect (and resume)."""
+        self.sendClose(CLOSE_GOING_AWAY, "Server restarting.")
+
+    # -- helpers
+
+    def _error(self, code: str, text: str) -> None:
+        self.factory.metrics.errors.labels(code).inc()
+        self.sendMessage(messages.error(code, text), False)
+
+    def _kick(self, code: str, text: str, close_code: int) -> None:
+        self._kicked = True
+        self._error(code, text)
+        self.sendClose(close_code, text)
+
+
+class SignalingFactory(WebSocketServerFactory):
+    """Shared state of all signaling sockets of one service."""
+
+    protocol = SignalingProtocol
+
+    def __init__(self, hub, *, clock, ice, origins, proxies, metrics, max_message_size):
+        # server=None: no "Server: AutobahnPython/x.y" banner in the handshake response.
+        super().__init__(server=None, reactor=clock)
+        self.hub = hub
+        self.clock = clock
+        self.ice = ice
+        self.origins = origins
+        self.proxies = proxies
+        self.metrics = metrics
+        self.connections: set[SignalingProtocol] = set()
+        self.configure(max_message_size)
+
+    def configure(self, max_message_size: int) -> None:
+        """Every Autobahn option that matters, set explicitly."""
+        self.setProtocolOptions(
+            webStatus=False,  # no status page with a version on plain GETs of /ws/
+            utf8validateIncoming=True,
+            requireMaskedClientFrames=True,
+            maxFramePayloadSize=max_message_size,
+            maxMessagePayloadSize=max_message_size,
+            # Close with a code (1009, 1002...) instead of dropping TCP, so clients learn why.
+            failByDrop=False,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=5,
+            autoPingInterval=20,
+            autoPingTimeout=10,
+            perMessageCompressionAccept=lambda offers: None,  # compression bombs: no thanks
+            # rtcsvc checks Origin itself in onConnect (it knows about trusted proxies and
+            # answers 403); Autobahn's own check would compare with one fixed host and port.
+            allowedOrigins=["*"],
+            allowNullOrigin=False,
+            trustXForwardedFor=0,
+            serveFlashSocketPolicy=False,
+        )
+
+    def refuse(self, reason: str) -> None:
+        self.metrics.refused.labels(reason).inc()
+
+    def shut_down(self, timeout: float = 3.0):
+        """Close every socket with 1001; fires when all are closed or ``timeout`` passed."""
+        if not self.connections:
+            return defer.succeed(None)
+        done = defer.Deferred()
+        for connection in list(self.connections):
+            connection.going_away()
+
+        def check():
+            if not self.connections or self.clock.seconds() >= deadline:
+                done.callback(None)
+            else:
+                self.clock.callLater(0.05, check)
+
+        deadline = self.clock.seconds() + timeout
+        self.clock.callLater(0.05, check)
+        return done

@@ -1,0 +1,231 @@
+"""``twistd rtcsvc``: the command-line options and the service tree they build.
+
+Wiring only. Options are checked here, at start-up, so that a bad value stops twistd with one
+line naming the option instead of a traceback later; ``makeService`` assembles the hub, the
+signaling factory and the web site into a MultiService of endpoint services, so twistd's own
+flags (--pidfile, --logfile, --uid/--gid after binding 443, ...) work unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from twisted.application import service, strports
+from twisted.python import usage
+
+from rtcsvc import __version__
+from rtcsvc.hub import Hub
+from rtcsvc.metrics import Metrics
+from rtcsvc.origin import OriginPolicy, TrustedProxies
+from rtcsvc.protocol import SignalingFactory
+from rtcsvc.tls import ensure_certificate
+from rtcsvc.turn import IceConfig
+from rtcsvc.web import default_static_dir, make_redirect_site, make_site
+
+DEFAULT_HTTPS_PORT = 8443
+DEFAULT_HTTP_PORT = 8080
+
+
+def _default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                            ".local", "state")
+    return os.path.join(base, "rtcsvc")
+
+
+def _bounded(option, kind, low, high=None):
+    """A coercer for optParameters: parse as ``kind`` and check ``low <= value <= high``."""
+
+    def coerce(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"--{option} must be a number, not {text!r}") from None
+        if value < low or (high is not None and value > high):
+            limit = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"--{option} must be {limit}, not {text}")
+        return value
+
+    coerce.coerceDoc = ""
+    return coerce
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = """\
+Serve the rtcsvc video-chat app and its signaling relay (WebSocket at /ws/<room>) on one site.
+
+Without --listen: HTTPS on 127.0.0.1:8443 with a self-signed certificate made in the state
+directory on first start, and plain HTTP on 127.0.0.1:8080 that redirects to it. With --listen,
+exactly the given listeners serve the whole site (no redirect), e.g. behind Apache:
+    twistd -n rtcsvc --listen tcp:8080:interface=127.0.0.1 --trusted-proxy 127.0.0.1
+An ssl: listener without privateKey=/certKey= uses the self-signed certificate:
+    twistd -n rtcsvc --listen ssl:8443:interface=0.0.0.0
+The signaling protocol is documented in docs/protocol.md."""
+
+    optParameters = [
+        ["state-dir", None, _default_state_dir(),
+         "Directory for state kept across restarts (the self-signed TLS key and certificate)."],
+        ["static", None, None,
+         "Serve the web app from this directory instead of the one installed with rtcsvc."],
+        ["turn-secret-file", None, None,
+         "File holding the secret shared with coturn (its static-auth-secret) for minting "
+         "time-limited TURN credentials. Needs --turn-url."],
+        ["turn-ttl", None, 86400, "Lifetime of minted TURN credentials, in seconds.",
+         _bounded("turn-ttl", int, 60, 7 * 86400)],
+        ["max-peers", None, 6, "Room capacity: members per room (mesh calls).",
+         _bounded("max-peers", int, 2, 64)],
+        ["max-message-size", None, 65536,
+         "Largest signaling message accepted, in bytes; larger ones close the socket with 1009.",
+         _bounded("max-message-size", int, 1024, 16 * 1024 * 1024)],
+        ["resume-grace", None, 30.0,
+         "Seconds a dropped peer keeps its seat and queued signals, so it can resume.",
+         _bounded("resume-grace", float, 0, 3600)],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+        self["ice-server"] = []
+        self["turn-url"] = []
+        self["allowed-origin"] = []
+        self["trusted-proxy"] = []
+
+    def opt_version(self):
+        """Print rtcsvc's version and exit."""
+        print(f"rtcsvc {__version__}")
+        raise SystemExit(0)
+
+    def opt_listen(self, description):
+        """Add a listener, as a Twisted endpoint string (repeatable), e.g.
+        tcp:8080:interface=127.0.0.1 or ssl:443:privateKey=key.pem:certKey=cert.pem."""
+        self["listen"].append(description)
+
+    def opt_ice_server(self, url):
+        """Add a STUN/TURN URL handed to browsers as is (repeatable), e.g.
+        stun:stun.example.com:3478."""
+        self["ice-server"].append(_ice_url("ice-server", url))
+
+    def opt_turn_url(self, url):
+        """Add a TURN URL whose credentials rtcsvc mints (repeatable), e.g.
+        turn:turn.example.com:3478?transport=udp. Needs --turn-secret-file."""
+        if not url.startswith(("turn:", "turns:")):
+            raise usage.UsageError(f"--turn-url must start with turn: or turns:, not {url!r}")
+        self["turn-url"].append(url)
+
+    def opt_allowed_origin(self, origin):
+        """Also accept signaling sockets from pages of this origin (repeatable), e.g.
+        https://portal.example.com. Pages of this site itself are always allowed."""
+        try:
+            OriginPolicy([origin])
+        except ValueError as e:
+            raise usage.UsageError(f"--allowed-origin: {e}") from None
+        self["allowed-origin"].append(origin)
+
+    def opt_trusted_proxy(self, address):
+        """Believe X-Forwarded-For/-Proto/-Host from this proxy address or network
+        (repeatable), e.g. 127.0.0.1 behind a local Apache."""
+        try:
+            self["trusted-proxy"].append(TrustedProxies.parse(address))
+        except ValueError:
+            raise usage.UsageError(
+                f"--trusted-proxy must be an IP address or network, not {address!r}"
+            ) from None
+
+    def parseOptions(self, options=None):
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            # twistd would print its whole help text above the error; one line is kinder.
+            message = str(e).removeprefix("Parameter type enforcement failed: ")
+            raise SystemExit(f"twistd rtcsvc: error: {message}") from None
+
+    def postOptions(self):
+        for description in self["listen"]:
+            if not description or ":" not in description and not description.isdigit():
+                raise usage.UsageError(f"--listen must be an endpoint string, not {description!r}")
+        if self["static"] is not None:
+            static = Path(self["static"])
+            if not (static / "index.html").is_file():
+                raise usage.UsageError(f"--static {static} has no index.html")
+            self["static"] = static
+        else:
+            self["static"] = default_static_dir()
+        if bool(self["turn-url"]) != bool(self["turn-secret-file"]):
+            raise usage.UsageError("--turn-url and --turn-secret-file go together")
+        if self["turn-secret-file"]:
+            self["turn-secret"] = _read_secret("turn-secret-file", self["turn-secret-file"])
+        else:
+            self["turn-secret"] = None
+
+
+def _ice_url(option, url):
+    if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+        raise usage.UsageError(f"--{option} must be a stun:, stuns:, turn: or turns: URL, "
+                               f"not {url!r}")
+    return url
+
+
+def _read_secret(option, path):
+    try:
+        secret = Path(path).read_bytes().strip()
+    except OSError as e:
+        raise usage.UsageError(f"--{option}: cannot read {path}: {e.strerror}") from None
+    if len(secret) < 16:
+        raise usage.UsageError(f"--{option}: the secret in {path} is shorter than 16 bytes")
+    return secret
+
+
+def makeService(config, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    hub = Hub(reactor, max_peers=config["max-peers"], resume_grace=config["resume-grace"])
+    metrics = Metrics()
+    proxies = TrustedProxies(config["trusted-proxy"])
+    factory = SignalingFactory(
+        hub,
+        clock=reactor,
+        ice=IceConfig(tuple(config["ice-server"]), tuple(config["turn-url"]),
+                      config["turn-secret"], config["turn-ttl"]),
+        origins=OriginPolicy(config["allowed-origin"]),
+        proxies=proxies,
+        metrics=metrics,
+        max_message_size=config["max-message-size"],
+    )
+    metrics.watch(hub, lambda: len(factory.connections))
+    site = make_site(factory, metrics, Path(config["static"]), proxies)
+
+    top = service.MultiService()
+    state_dir = Path(config["state-dir"])
+    listeners = list(config["listen"])
+    if not listeners:
+        listeners = [f"ssl:{DEFAULT_HTTPS_PORT}:interface=127.0.0.1"]
+        redirect = make_redirect_site(DEFAULT_HTTPS_PORT)
+        strports.service(f"tcp:{DEFAULT_HTTP_PORT}:interface=127.0.0.1", redirect,
+                         reactor=reactor).setServiceParent(top)
+    for description in listeners:
+        if description.startswith("ssl:") and "privateKey=" not in description:
+            key, cert = ensure_certificate(state_dir)
+            description += f":privateKey={_escape(key)}:certKey={_escape(cert)}"
+        strports.service(description, site, reactor=reactor).setServiceParent(top)
+    _SignalingShutdown(factory, hub).setServiceParent(top)
+    return top
+
+
+def _escape(path: Path) -> str:
+    # Endpoint strings use ':' and '=' as separators.
+    return str(path).replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+class _SignalingShutdown(service.Service):
+    """On stop (SIGTERM), close every socket with 1001 before the reactor goes away."""
+
+    def __init__(self, factory, hub):
+        self._factory = factory
+        self._hub = hub
+
+    def stopService(self):
+        super().stopService()
+        d = self._factory.shut_down()
+        d.addBoth(lambda _: self._hub.close())
+        return d

@@ -1,0 +1,189 @@
+"""The web site: the app's files, the signaling socket, health and metrics, on one Site.
+
+Sharing one twisted.web Site (and so one origin) between pages and ``/ws/<room>`` is what lets
+the same-origin WebSocket check work and lets Apache forward a single host. Every response
+carries the security headers a video-chat page needs; the HTTP-to-HTTPS redirect of the default
+set-up is a separate tiny site.
+"""
+
+from __future__ import annotations
+
+import re
+import sysconfig
+from pathlib import Path
+
+import orjson
+from autobahn.twisted.resource import WebSocketResource
+from prometheus_client.twisted import MetricsResource
+from twisted.web import resource, server, static
+
+ROOM_NAME = re.compile(rb"[A-Za-z0-9_-]{1,64}\Z")
+
+#: No third-party origins anywhere: the app is served whole from this site.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+COMMON_HEADERS = (
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"permissions-policy",
+     b"camera=(self), microphone=(self), display-capture=(self), geolocation=()"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+HSTS = b"max-age=31536000"
+
+
+def default_static_dir() -> Path:
+    """The app next to the source tree, else where ``pip install`` put the data files."""
+    here = Path(__file__).resolve().parent.parent / "static"
+    if (here / "index.html").exists():
+        return here
+    return Path(sysconfig.get_path("data")) / "share" / "rtcsvc" / "static"
+
+
+class SecurityHeaders(resource.Resource):
+    """Wraps the root resource so every response, errors included, carries the headers."""
+
+    def __init__(self, root, is_secure):
+        super().__init__()
+        self._root = root
+        self._is_secure = is_secure
+
+    def getChildWithDefault(self, name, request):
+        self._decorate(request)
+        return self._root.getChildWithDefault(name, request)
+
+    def render(self, request):
+        self._decorate(request)
+        return self._root.render(request)
+
+    def _decorate(self, request):
+        headers = request.responseHeaders
+        headers.removeHeader(b"server")  # no version banner
+        for name, value in COMMON_HEADERS:
+            headers.setRawHeaders(name, [value])
+        if self._is_secure(request):
+            headers.setRawHeaders(b"strict-transport-security", [HSTS])
+
+
+class StaticFiles(static.File):
+    """The app's files, without directory listings."""
+
+    def directoryListing(self):
+        return resource.NoResource()
+
+    def createSimilarFile(self, path):
+        similar = super().createSimilarFile(path)
+        similar.__class__ = StaticFiles
+        return similar
+
+
+class RoomPage(resource.Resource):
+    """``/r/<room>``: a shareable link that loads the app, which reads the room from the path."""
+
+    def __init__(self, index: Path):
+        super().__init__()
+        self._index = index
+
+    def getChild(self, name, request):
+        if ROOM_NAME.match(name) and not request.postpath:
+            page = StaticFiles(str(self._index), defaultType="text/html")
+            page.isLeaf = True
+            return page
+        return resource.NoResource("No such room link.")
+
+
+class Health(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, hub, connections_open):
+        super().__init__()
+        self._hub = hub
+        self._connections_open = connections_open
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return orjson.dumps({
+            "status": "ok",
+            "rooms": self._hub.room_count,
+            "peers": self._hub.peer_count,
+            "connections": self._connections_open(),
+        })
+
+
+class SignalingEndpoint(WebSocketResource):
+    """``/ws/<room>``: Autobahn's resource; the protocol checks the room name and origin."""
+
+    def getChildWithDefault(self, name, request):
+        return self
+
+
+def make_site(factory, metrics, static_dir: Path, proxies, timeout: float = 60) -> server.Site:
+    """The one site that serves the app, ``/ws/<room>``, ``/healthz`` and ``/metrics``."""
+    files = StaticFiles(str(static_dir))
+    files.putChild(b"ws", SignalingEndpoint(factory))
+    files.putChild(b"r", RoomPage(static_dir / "index.html"))
+    files.putChild(b"healthz", Health(factory.hub, lambda: len(factory.connections)))
+    files.putChild(b"metrics", MetricsResource(registry=metrics.registry))
+
+    def is_secure(request):
+        if request.isSecure():
+            return True
+        peer = request.getClientAddress()
+        view = proxies.view(getattr(peer, "host", ""), False, request.getHeader)
+        return view.scheme == "https"
+
+    site = server.Site(SecurityHeaders(files, is_secure), timeout=timeout)
+    site.displayTracebacks = False
+    site._logFormatter = _access_log_line
+    return site
+
+
+def make_redirect_site(https_port: int, timeout: float = 60) -> server.Site:
+    """Plain HTTP that only sends browsers to the HTTPS listener."""
+    site = server.Site(SecurityHeaders(_ToHTTPS(https_port), lambda request: False),
+                       timeout=timeout)
+    site.displayTracebacks = False
+    site._logFormatter = _access_log_line
+    return site
+
+
+class _ToHTTPS(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, https_port: int):
+        super().__init__()
+        self._port = https_port
+
+    def render(self, request):
+        host = _hostname(request.getHeader("host") or "localhost")
+        port = "" if self._port == 443 else f":{self._port}"
+        path = request.uri.decode("latin-1")
+        request.redirect(f"https://{host}{port}{path}".encode("latin-1"))
+        request.setResponseCode(308)
+        return b""
+
+
+def _hostname(host: str) -> str:
+    """``host[:port]`` or ``[v6]:port`` without the port."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0]
+
+
+def _access_log_line(timestamp, request):
+    # Like the combined log format, minus the query string: resume tokens travel there.
+    path = request.uri.split(b"?", 1)[0].decode("latin-1", "replace")
+    peer = request.getClientAddress()
+    return '{} - - {} "{} {} {}" {} {}'.format(
+        getattr(peer, "host", "-"), timestamp,
+        request.method.decode("latin-1", "replace"), path,
+        request.clientproto.decode("latin-1", "replace"),
+        request.code, request.sentLength or "-",
+    )
+
