@@ -1,0 +1,292 @@
+// One RTCPeerConnection to one remote peer, negotiated with the "perfect negotiation"
+// pattern of the WebRTC specification: both sides may offer at any time; on a
+// collision the polite peer rolls back and accepts the other's offer, the impolite
+// one ignores the incoming offer. The peer whose id sorts first is polite; both ends
+// compute the same roles from the two ids, so glare never wedges a call.
+//
+// Also here: ICE restart when the connection fails (or stays disconnected), one
+// call-setup report per attempt (report.js), the SAS of the DTLS fingerprints
+// (sas.js), and a connection-quality readout from getStats.
+//
+// Signals are `{description}` or `{candidate}` objects inside the protocol's
+// `signal.data`; nothing else of ours travels through the server.
+
+import { SetupAttempt } from "./report.js";
+import { sasOfConnection } from "./sas.js";
+import { PeerChannels } from "./transfer.js";
+
+const DISCONNECTED_GRACE_MS = 4000;
+const STATS_INTERVAL_MS = 2000;
+
+export function isPolite(selfId, remoteId) {
+  return selfId < remoteId;
+}
+
+export class PeerLink extends EventTarget {
+  /**
+   * @param {object} o
+   * @param {string} o.selfId, o.remoteId
+   * @param {RTCIceServer[]} o.iceServers
+   * @param {(data) => void} o.sendSignal   delivers to this remote peer only
+   * @param {(data) => void} o.sendReport   call-setup telemetry
+   * @param {{audio: MediaStreamTrack|null, video: MediaStreamTrack|null, stream: MediaStream}} o.local
+   */
+  constructor({ selfId, remoteId, iceServers, sendSignal, sendReport, local }) {
+    super();
+    this.selfId = selfId;
+    this.id = remoteId;
+    this.polite = isPolite(selfId, remoteId);
+    this.sendSignal = sendSignal;
+    this.sendReport = sendReport;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.settingRemoteAnswer = false;
+    this.inbox = Promise.resolve();
+    this.closed = false;
+    this.sas = null;
+    this.path = null;
+    this.stats = { rttMs: null, kbps: null, lossPct: null, quality: "unknown" };
+    this._lastBytes = null;
+    this._disconnectTimer = null;
+    this.restarts = 0;
+
+    this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    this.remoteStream = new MediaStream();
+    this.channels = new PeerChannels(this.pc);
+    this.attempt = this._newAttempt();
+
+    const stream = local.stream;
+    if (local.audio) this.pc.addTrack(local.audio, stream);
+    if (local.video) this.pc.addTrack(local.video, stream);
+
+    this.pc.addEventListener("negotiationneeded", () => this._negotiate());
+    this.pc.addEventListener("icecandidate", ({ candidate }) => {
+      if (candidate) this.sendSignal({ candidate: candidate.toJSON() });
+    });
+    this.pc.addEventListener("track", ({ track }) => {
+      if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
+      track.addEventListener("unmute", () => this._emit("media"));
+      this._emit("media");
+    });
+    this.pc.addEventListener("connectionstatechange", () => this._onConnectionState());
+    this.pc.addEventListener("iceconnectionstatechange", () => this._onIceState());
+
+    this.statsTimer = setInterval(() => this._pollStats(), STATS_INTERVAL_MS);
+  }
+
+  _emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  _newAttempt() {
+    return new SetupAttempt((data) => this.sendReport(data));
+  }
+
+  get connectionState() {
+    return this.pc.connectionState;
+  }
+
+  // ---- negotiation ----
+
+  async _negotiate() {
+    if (this.closed) return;
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      this.sendSignal({ description: this.pc.localDescription.toJSON() });
+    } catch (err) {
+      this._emit("warning", { message: `offer failed: ${err.message}` });
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  /** Feed one `signal.data` from this peer. Signals are processed strictly in order. */
+  handleSignal(data) {
+    this.inbox = this.inbox.then(() => this._handle(data)).catch((err) => {
+      this._emit("warning", { message: `signal failed: ${err.message}` });
+    });
+    return this.inbox;
+  }
+
+  async _handle(data) {
+    if (this.closed || !data || typeof data !== "object") return;
+    const { description, candidate } = data;
+    if (description) {
+      const readyForOffer =
+        !this.makingOffer && (this.pc.signalingState === "stable" || this.settingRemoteAnswer);
+      const offerCollision = description.type === "offer" && !readyForOffer;
+      this.ignoreOffer = !this.polite && offerCollision;
+      if (this.ignoreOffer) return;
+      this.settingRemoteAnswer = description.type === "answer";
+      try {
+        await this.pc.setRemoteDescription(description); // rolls back our offer if needed
+      } finally {
+        this.settingRemoteAnswer = false;
+      }
+      if (description.type === "offer") {
+        await this.pc.setLocalDescription();
+        this.sendSignal({ description: this.pc.localDescription.toJSON() });
+      }
+      this._updateSas();
+    } else if (candidate) {
+      try {
+        await this.pc.addIceCandidate(candidate);
+      } catch (err) {
+        if (!this.ignoreOffer) throw err;
+      }
+    }
+  }
+
+  // ---- outgoing media ----
+
+  /**
+   * Send `track` (or nothing, with null) as our `kind` media, without renegotiating
+   * when a sender for that kind exists (replaceTrack); otherwise add one, which
+   * triggers negotiation.
+   */
+  async setOutgoing(kind, track, stream) {
+    if (this.closed) return;
+    const trs = this.pc.getTransceivers().filter(
+      (t) => !t.stopped && t.receiver.track && t.receiver.track.kind === kind,
+    );
+    const tr = trs.find((t) => t.sender.track) || trs.find((t) => t.direction !== "inactive") || trs[0];
+    if (tr) {
+      await tr.sender.replaceTrack(track);
+      if (track && stream && tr.sender.setStreams) tr.sender.setStreams(stream);
+      if (track && (tr.direction === "recvonly" || tr.direction === "inactive")) {
+        tr.direction = tr.direction === "recvonly" ? "sendrecv" : "sendonly";
+      }
+    } else if (track) {
+      this.pc.addTrack(track, stream);
+    }
+  }
+
+  /** The tracks we currently send (a test/debug aid). */
+  outgoingTracks() {
+    return this.pc.getSenders().filter((s) => s.track).map((s) => ({ kind: s.track.kind, id: s.track.id, label: s.track.label }));
+  }
+
+  // ---- connection state, ICE restart, reports ----
+
+  _onConnectionState() {
+    const st = this.pc.connectionState;
+    if (st === "connected") {
+      clearTimeout(this._disconnectTimer);
+      this.attempt.connected(this.pc).then(() => {
+        if (this.attempt.outcome) this.path = this.attempt.outcome.path || null;
+        this._emit("state");
+      });
+      this._updateSas();
+    } else if (st === "failed") {
+      const dtls = this.pc.getSenders().map((s) => s.transport).find(Boolean);
+      const reason = dtls && dtls.state === "failed" && this.pc.iceConnectionState !== "failed" ? "dtls-failed" : "ice-failed";
+      this.attempt.failed(reason);
+      this._restartIce();
+    } else if (st === "disconnected") {
+      clearTimeout(this._disconnectTimer);
+      this._disconnectTimer = setTimeout(() => {
+        if (this.pc.connectionState === "disconnected") this._restartIce();
+      }, DISCONNECTED_GRACE_MS);
+    }
+    this._emit("state");
+  }
+
+  _onIceState() {
+    if (this.pc.iceConnectionState === "failed" && this.pc.connectionState !== "failed") {
+      this.attempt.failed("ice-failed");
+      this._restartIce();
+    }
+    this._emit("state");
+  }
+
+  _restartIce() {
+    if (this.closed) return;
+    this.restarts += 1;
+    this.attempt.cancel();
+    this.attempt = this._newAttempt();
+    this._emit("restart");
+    // restartIce() flags negotiation-needed; the next offer carries new ICE credentials.
+    this.pc.restartIce();
+  }
+
+  setIceServers(iceServers) {
+    try {
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+    } catch {
+      /* a config the browser refuses keeps the old one */
+    }
+  }
+
+  async _updateSas() {
+    try {
+      const s = await sasOfConnection(this.pc);
+      if (s && (!this.sas || s.text !== this.sas.text)) {
+        this.sas = s;
+        this._emit("sas", s);
+      }
+    } catch {
+      /* not negotiated yet */
+    }
+  }
+
+  async _pollStats() {
+    if (this.closed || this.pc.connectionState !== "connected") {
+      if (this.pc.connectionState === "disconnected" || this.pc.connectionState === "failed") {
+        this.stats = { ...this.stats, quality: "poor" };
+        this._emit("stats", this.stats);
+      }
+      return;
+    }
+    let report;
+    try {
+      report = await this.pc.getStats();
+    } catch {
+      return;
+    }
+    let rtt = null;
+    let bytes = 0;
+    let lost = 0;
+    let received = 0;
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        const pair = report.get(s.selectedCandidatePairId);
+        if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime * 1000;
+      }
+      if (s.type === "inbound-rtp") {
+        bytes += s.bytesReceived || 0;
+        lost += Math.max(0, s.packetsLost || 0);
+        received += s.packetsReceived || 0;
+      }
+    });
+    const now = performance.now();
+    let kbps = null;
+    if (this._lastBytes) {
+      const dt = (now - this._lastBytes.t) / 1000;
+      if (dt > 0) kbps = Math.max(0, ((bytes - this._lastBytes.bytes) * 8) / 1000 / dt);
+    }
+    let lossPct = null;
+    if (this._lastBytes) {
+      const dLost = lost - this._lastBytes.lost;
+      const dRecv = received - this._lastBytes.received;
+      lossPct = dLost + dRecv > 0 ? (100 * dLost) / (dLost + dRecv) : 0;
+    }
+    this._lastBytes = { t: now, bytes, lost, received };
+    let quality = "good";
+    if ((rtt !== null && rtt > 400) || (lossPct !== null && lossPct > 8)) quality = "poor";
+    else if ((rtt !== null && rtt > 200) || (lossPct !== null && lossPct > 3)) quality = "fair";
+    this.stats = { rttMs: rtt, kbps, lossPct, quality };
+    this._emit("stats", this.stats);
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.statsTimer);
+    clearTimeout(this._disconnectTimer);
+    this.attempt.cancel();
+    this.channels.close();
+    this.pc.close();
+    this._emit("closed");
+  }
+}
