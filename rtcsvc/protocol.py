@@ -171,7 +171,9 @@ class SignalingProtocol(WebSocketServerProtocol):
 
     def going_away(self) -> None:
         """The server is stopping: close with 1001 so clients reconnect (and resume)."""
-        self.sendClose(CLOSE_GOING_AWAY, "Server restarting.")
+        # sendClose() only takes application codes (1000, 3000-4999); 1001 is the standard
+        # "going away" that browsers and libraries treat as "reconnect later".
+        self.sendCloseFrame(CLOSE_GOING_AWAY, b"Server restarting.", isReply=False)
 
     # -- helpers
 
@@ -219,8 +221,9 @@ class SignalingFactory(WebSocketServerFactory):
             perMessageCompressionAccept=lambda offers: None,  # compression bombs: no thanks
             # rtcsvc checks Origin itself in onConnect (it knows about trusted proxies and
             # answers 403); Autobahn's own check would compare with one fixed host and port.
+            # For the same reason "null" passes Autobahn and is refused (403) by rtcsvc.
             allowedOrigins=["*"],
-            allowNullOrigin=False,
+            allowNullOrigin=True,
             trustXForwardedFor=0,
             serveFlashSocketPolicy=False,
         )
