@@ -52,6 +52,7 @@ class SecurityHeaders(resource.Resource):
         super().__init__()
         self._root = root
         self._is_secure = is_secure
+        self.isLeaf = root.isLeaf  # a leaf root (the redirect) must see every path itself
 
     def getChildWithDefault(self, name, request):
         self._decorate(request)
