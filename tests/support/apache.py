@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.service import free_port
+
 DEPLOY_APACHE = Path(__file__).resolve().parents[2] / "deploy" / "apache"
 APACHE_BINARY = "/usr/sbin/apache2"
 MODULES_DIR = Path("/usr/lib/apache2/modules")
@@ -43,13 +45,6 @@ MODULES = (
 
 def apache_available() -> bool:
     return Path(APACHE_BINARY).exists() and (MODULES_DIR / "mod_proxy_wstunnel.so").exists()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float, log: Path) -> None:
@@ -154,11 +149,13 @@ class ApacheProcess:
         defines: dict[str, str | None],
         ports: dict[str, int],
         timeout: float = 20.0,
+        modules: tuple[str, ...] = MODULES,
     ) -> "ApacheProcess":
         """Start Apache with the shipped ``site_files`` (names in deploy/apache/).
 
         ``defines`` are emitted as ``Define NAME VALUE`` (``None``: a bare ``Define NAME``) ahead
-        of the site files; ``ports`` are the ports to ``Listen`` on at 127.0.0.1.
+        of the site files; ``ports`` are the ports to ``Listen`` on at 127.0.0.1; ``modules``
+        the modules to load.
         """
         root.mkdir(parents=True, exist_ok=True)
         for sub in ("logs", "run", "mutex"):
@@ -169,14 +166,9 @@ class ApacheProcess:
             for sub in ("run", "mutex"):
                 shutil.chown(root / sub, "www-data", "www-data")
         conf = root / "httpd.conf"
-        conf.write_text(_top_level_config(root, site_files, defines, ports))
+        conf.write_text(_top_level_config(root, site_files, defines, ports, modules))
         log = root / "logs" / "error.log"
-        check = subprocess.run(
-            [APACHE_BINARY, "-f", str(conf), "-t"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        check = config_test(conf, timeout)
         if check.returncode != 0:
             raise RuntimeError(f"apache2 -t refused {conf}:\n{check.stdout}{check.stderr}")
         stdout = open(root / "logs" / "stdout.log", "wb")
@@ -203,8 +195,30 @@ class ApacheProcess:
         stop_process(self.process)
 
 
-def _top_level_config(
+def config_test(conf: Path, timeout: float = 20.0) -> subprocess.CompletedProcess:
+    """``apache2 -t``: parse the configuration and report, without starting anything."""
+    return subprocess.run(
+        [APACHE_BINARY, "-f", str(conf), "-t"], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_config(
     root: Path, site_files: list[str], defines: dict[str, str | None], ports: dict[str, int]
+) -> Path:
+    """Write the top-level config for these site files under root (for ``config_test``)."""
+    for sub in ("logs", "run", "mutex"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    conf = root / "httpd.conf"
+    conf.write_text(_top_level_config(root, site_files, defines, ports))
+    return conf
+
+
+def _top_level_config(
+    root: Path,
+    site_files: list[str],
+    defines: dict[str, str | None],
+    ports: dict[str, int],
+    modules: tuple[str, ...] = MODULES,
 ) -> str:
     lines = [
         f'ServerRoot "{root}"',
@@ -227,10 +241,109 @@ def _top_level_config(
     ]
     if os.geteuid() == 0:
         lines += ["User www-data", "Group www-data"]
-    lines += [f"LoadModule {name}_module {MODULES_DIR}/mod_{name}.so" for name in MODULES]
+    lines += [f"LoadModule {name}_module {MODULES_DIR}/mod_{name}.so" for name in modules]
     lines.append(f'SSLSessionCache "shmcb:{root}/run/ssl_scache(512000)"')
     lines += [f"Listen 127.0.0.1:{port}" for port in ports.values()]
     for name, value in defines.items():
         lines.append(f"Define {name}" if value is None else f'Define {name} "{value}"')
     lines += [f'Include "{DEPLOY_APACHE / site}"' for site in site_files]
     return "\n".join(lines) + "\n"
+
+
+SERVER_NAME = "chat.test"
+
+
+@dataclass
+class ProxyFront:
+    """The shipped Apache site in front of one rtcsvc, as a browser on the Internet sees it.
+
+    ``tls``: rtcsvc-ssl.conf + rtcsvc-http.conf (HTTPS, and port 80's redirect); otherwise
+    rtcsvc-plain-http.conf telling rtcsvc the public scheme is http. ``upgrade``: the
+    Apache >= 2.4.47 ``upgrade=websocket`` switch instead of mod_proxy_wstunnel. Clients connect
+    to 127.0.0.1 but name the site ``chat.test`` (Host header, TLS SNI), as a browser would.
+    """
+
+    apache: ApacheProcess
+    tls: bool
+    upgrade: bool
+    port: int
+    redirect_port: int | None
+    certificate: Path | None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def host(self) -> str:
+        return f"{SERVER_NAME}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+    def ws_uri(self, room: str) -> str:
+        return f"{'wss' if self.tls else 'ws'}://{self.host}/ws/{room}"
+
+    def ssl_context(self):
+        import ssl
+
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=str(self.certificate))
+        return context
+
+    @classmethod
+    def start(cls, root: Path, backend_port: int, tls: bool, upgrade: bool,
+              modules: tuple[str, ...] = MODULES) -> "ProxyFront":
+        port = free_port()
+        defines: dict[str, str | None] = {
+            "RTCSVC_SERVER_NAME": SERVER_NAME,
+            "RTCSVC_BACKEND": f"127.0.0.1:{backend_port}",
+        }
+        if upgrade:
+            defines["RTCSVC_WS_UPGRADE"] = None
+        certificate = None
+        redirect_port = None
+        if tls:
+            root.mkdir(parents=True, exist_ok=True)
+            certificate, key = make_self_signed_certificate(root, SERVER_NAME)
+            redirect_port = free_port()
+            defines.update(
+                RTCSVC_HTTPS_PORT=str(port),
+                RTCSVC_HTTP_PORT=str(redirect_port),
+                RTCSVC_HTTPS_ORIGIN=f"https://{SERVER_NAME}:{port}",
+                RTCSVC_TLS_CERT=str(certificate),
+                RTCSVC_TLS_KEY=str(key),
+            )
+            sites = ["rtcsvc-ssl.conf", "rtcsvc-http.conf"]
+            ports = {"https": port, "http": redirect_port}
+        else:
+            defines.update(RTCSVC_HTTP_PORT=str(port), RTCSVC_PUBLIC_SCHEME="http")
+            sites = ["rtcsvc-plain-http.conf"]
+            ports = {"http": port}
+        apache = ApacheProcess.start(root, sites, defines, ports, modules=modules)
+        return cls(apache, tls, upgrade, port, redirect_port, certificate)
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                port: int | None = None, tls: bool | None = None, timeout: float = 10.0):
+        """One HTTP request through Apache: (status, headers, body)."""
+        import http.client
+
+        tls = self.tls if tls is None else tls
+        port = port or self.port
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls:
+            sock = self.ssl_context().wrap_socket(sock, server_hostname=SERVER_NAME)
+        connection = http.client.HTTPConnection(SERVER_NAME, port, timeout=timeout)
+        connection.sock = sock
+        try:
+            connection.request(method, path, headers={"Host": f"{SERVER_NAME}:{port}",
+                                                      **(headers or {})})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.apache.stop()

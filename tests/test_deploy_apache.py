@@ -1,0 +1,254 @@
+"""rtcsvc behind the shipped Apache site files (``deploy/apache/``), proven with real processes.
+
+A private Apache runs the shipped vhost files unchanged (only ``Define``s prepended, see
+``tests/support/apache.py``) in front of a real ``twistd -n rtcsvc --trusted-proxy 127.0.0.1``.
+Each test runs over four fronts: HTTPS (rtcsvc-ssl.conf) and plain HTTP (rtcsvc-plain-http.conf),
+each with mod_proxy_wstunnel and with mod_proxy_http's ``upgrade=websocket``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from tests.support.apache import (
+    MODULES,
+    SERVER_NAME,
+    ProxyFront,
+    apache_available,
+    config_test,
+    free_port,
+    make_self_signed_certificate,
+    write_config,
+)
+from tests.support.service import RtcsvcProcess
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not apache_available(), reason="apache2 is not installed"),
+]
+
+RESUME_GRACE = 2.0
+STEP = 10.0  # bound on every single wait for a message
+
+
+@dataclass
+class Deployment:
+    front: ProxyFront
+    service: RtcsvcProcess
+
+
+@pytest.fixture(
+    params=[(True, False), (True, True), (False, False), (False, True)],
+    ids=["https-wstunnel", "https-upgrade", "http-wstunnel", "http-upgrade"],
+)
+def deployment(request, rtcsvc, tmp_path):
+    tls, upgrade = request.param
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1", "--resume-grace", str(RESUME_GRACE)])
+    front = ProxyFront.start(tmp_path / "apache", service.port, tls=tls, upgrade=upgrade)
+    try:
+        yield Deployment(front, service)
+    finally:
+        front.stop()
+
+
+async def open_socket(front: ProxyFront, room: str, origin: str | None = None,
+                      query: str = "", headers: dict[str, str] | None = None) -> ClientConnection:
+    """A WebSocket to /ws/<room> through Apache, as a browser on the public site opens it."""
+    tls_options = {"ssl": front.ssl_context(), "server_hostname": SERVER_NAME} if front.tls else {}
+    return await connect(
+        front.ws_uri(room) + query,
+        host="127.0.0.1",
+        port=front.port,
+        origin=origin or front.origin,
+        additional_headers=headers,
+        open_timeout=STEP,
+        close_timeout=STEP,
+        ping_interval=None,
+        **tls_options,
+    )
+
+
+async def receive(ws: ClientConnection) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), STEP))
+
+
+async def join(front: ProxyFront, room: str, **kwargs) -> tuple[ClientConnection, dict]:
+    ws = await open_socket(front, room, **kwargs)
+    welcome = await receive(ws)
+    assert welcome["type"] == "welcome", welcome
+    return ws, welcome
+
+
+async def handshake_status(front: ProxyFront, room: str, **kwargs) -> int:
+    """The HTTP status of a WebSocket handshake that is expected to be refused."""
+    with pytest.raises(InvalidStatus) as refused:
+        ws = await open_socket(front, room, **kwargs)
+        await ws.close()
+    return refused.value.response.status_code
+
+
+def test_page_and_healthz_are_served_through_apache(deployment):
+    front = deployment.front
+    status, headers, body = front.request("GET", "/")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert b"<html" in body.lower()
+    status, _, body = front.request("GET", "/healthz")
+    assert status == 200, body
+    if front.tls:
+        assert headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_protocol_v1_exchange_through_apache(deployment):
+    """welcome, peer-joined, an addressed signal and peer-left on a clean close, via the proxy."""
+
+    async def scenario():
+        front = deployment.front
+        alice, alice_welcome = await join(front, "lobby")
+        assert alice_welcome["peers"] == []
+        bob, bob_welcome = await join(front, "lobby")
+        assert bob_welcome["peers"] == [alice_welcome["id"]]
+        assert await receive(alice) == {"type": "peer-joined", "id": bob_welcome["id"]}
+
+        offer = {"sdp": "v=0 fake offer", "kind": "offer"}
+        await alice.send(json.dumps({"type": "signal", "to": bob_welcome["id"], "data": offer}))
+        assert await receive(bob) == {"type": "signal", "from": alice_welcome["id"], "data": offer}
+
+        await bob.close()
+        assert await receive(alice) == {"type": "peer-left", "id": bob_welcome["id"]}
+        await alice.close()
+
+    asyncio.run(scenario())
+
+
+def test_dropped_connection_becomes_peer_left_after_the_grace_period(deployment):
+    """A client vanishing without a close frame reaches rtcsvc through Apache as a drop."""
+
+    async def scenario():
+        front = deployment.front
+        alice, _ = await join(front, "drops")
+        bob, bob_welcome = await join(front, "drops")
+        await receive(alice)  # peer-joined
+        bob.transport.abort()
+        loop = asyncio.get_running_loop()
+        dropped_at = loop.time()
+        assert await receive(alice) == {"type": "peer-left", "id": bob_welcome["id"]}
+        # Not at once: rtcsvc kept the seat for a resume, so it saw a drop, not a clean close.
+        assert loop.time() - dropped_at >= RESUME_GRACE * 0.8
+        await alice.close()
+
+    asyncio.run(scenario())
+
+
+def test_resume_token_in_the_query_string_passes_through_apache(deployment):
+    async def scenario():
+        front = deployment.front
+        alice, _ = await join(front, "resumes")
+        bob, bob_welcome = await join(front, "resumes")
+        await receive(alice)  # peer-joined
+        bob.transport.abort()
+        bob, resumed = await join(front, "resumes", query=f"?resume={bob_welcome['resume']}")
+        assert resumed["id"] == bob_welcome["id"]
+        assert resumed.get("resumed") is True
+        await alice.send(json.dumps({"type": "signal", "to": bob_welcome["id"], "data": 1}))
+        assert (await receive(bob))["data"] == 1
+        await bob.close()
+        assert (await receive(alice))["type"] == "peer-left"
+        await alice.close()
+
+    asyncio.run(scenario())
+
+
+def test_public_origin_is_accepted_and_others_are_refused(deployment):
+    """rtcsvc checks Origin against the scheme and host the browser used, not its own."""
+
+    async def scenario():
+        front = deployment.front
+        ws, _ = await join(front, "origins", origin=front.origin)
+        await ws.close()
+        assert await handshake_status(front, "origins", origin="https://evil.example") == 403
+        # The same host under the other scheme: only the forwarded scheme makes this differ.
+        other_scheme = "http" if front.tls else "https"
+        assert await handshake_status(
+            front, "origins", origin=f"{other_scheme}://{front.host}") == 403
+
+    asyncio.run(scenario())
+
+
+def test_client_cannot_choose_its_host_or_address_through_apache(deployment):
+    """X-Forwarded-Host / X-Forwarded-For sent by the browser are dropped, not believed."""
+
+    async def scenario():
+        front = deployment.front
+        forged = {"X-Forwarded-Host": "evil.example", "X-Forwarded-For": "203.0.113.7"}
+        assert await handshake_status(
+            front, "forged", origin=f"{front.scheme}://evil.example", headers=forged) == 403
+        ws, welcome = await join(front, "forged", headers=forged)
+        await ws.close()
+        return welcome["id"]
+
+    peer = asyncio.run(scenario())
+    joined = [line for line in deployment.service.log().splitlines()
+              if "joined" in line and peer in line]
+    assert joined, deployment.service.log()
+    assert "client=127.0.0.1" in joined[0]
+    assert "203.0.113.7" not in deployment.service.log()
+
+
+def test_port_80_redirects_to_https_except_acme_challenges(rtcsvc, tmp_path):
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
+    front = ProxyFront.start(tmp_path / "apache", service.port, tls=True, upgrade=False)
+    try:
+        status, headers, _ = front.request("GET", "/rooms/abc?x=1", port=front.redirect_port,
+                                           tls=False)
+        assert status == 301
+        assert headers["Location"] == f"https://{SERVER_NAME}:{front.port}/rooms/abc?x=1"
+        status, _, _ = front.request("GET", "/.well-known/acme-challenge/token", tls=False,
+                                     port=front.redirect_port)
+        assert status == 404
+    finally:
+        front.stop()
+
+
+@pytest.mark.parametrize(
+    "sites",
+    [["rtcsvc-ssl.conf", "rtcsvc-http.conf"], ["rtcsvc-plain-http.conf"]],
+    ids=["https", "plain-http"],
+)
+def test_site_files_parse_with_their_shipped_defaults(tmp_path, sites):
+    """Only the certificate paths are given: every other value is the file's own default."""
+    if not apache_available():
+        pytest.skip("apache2 is not installed")
+    certificate, key = make_self_signed_certificate(tmp_path, SERVER_NAME)
+    conf = write_config(tmp_path, sites,
+                        {"RTCSVC_TLS_CERT": str(certificate), "RTCSVC_TLS_KEY": str(key)},
+                        {"any": free_port()})
+    result = config_test(conf)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Syntax OK" in result.stdout + result.stderr
+    assert not re.search(r"used but not defined", result.stdout + result.stderr)
+
+
+def test_websocket_upgrade_switch_needs_no_wstunnel(tmp_path, rtcsvc):
+    """With RTCSVC_WS_UPGRADE, mod_proxy_http alone carries the WebSocket (Apache >= 2.4.47)."""
+
+    async def scenario(front):
+        ws, welcome = await join(front, "upgrade-only")
+        assert welcome["peers"] == []
+        await ws.close()
+
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
+    without_wstunnel = tuple(m for m in MODULES if m != "proxy_wstunnel")
+    front = ProxyFront.start(tmp_path / "apache", service.port, tls=False, upgrade=True,
+                             modules=without_wstunnel)
+    try:
+        asyncio.run(scenario(front))
+    finally:
+        front.stop()
