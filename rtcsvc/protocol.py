@@ -9,16 +9,20 @@ because Autobahn's own defaults are permissive. The wire contract is docs/protoc
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from rtcsvc import messages
 from rtcsvc.hub import IPeerConnection, RoomFull, UnknownPeer
+from rtcsvc.invite import room_token_valid
+from rtcsvc.ratelimit import TokenBucket
 
 ROOM_PATH = re.compile(r"/ws/([A-Za-z0-9_-]{1,64})\Z")
 
@@ -32,7 +36,23 @@ LEAVING = frozenset({1000, 1001})
 MAX_REPORTS = 32
 
 
-@implementer(IPeerConnection)
+@dataclass(frozen=True)
+class Limits:
+    """What one client may cost the server; defaults documented in docs/reliability.md."""
+
+    max_message_size: int = 65536
+    rate: float = 50.0  # messages per second; 0 turns rate limiting off
+    burst: int = 300
+    max_connections: int = 10000
+    max_per_client: int = 200
+    max_send_buffer: int = 1 << 20  # bytes queued for a client that stopped reading
+    ping_interval: float = 20.0
+    ping_timeout: float = 10.0
+    handshake_timeout: float = 10.0
+    room_secret: bytes | None = None
+
+
+@implementer(IPeerConnection, IPushProducer)
 class SignalingProtocol(WebSocketServerProtocol):
     """One browser's signaling socket. Autobahn claims ``.log``, hence ``_log``."""
 
@@ -46,6 +66,11 @@ class SignalingProtocol(WebSocketServerProtocol):
     _kicked = False
     _refresh = None
     _reports = 0
+    _admitted = False
+    _bucket = None
+    _limited = 0  # messages refused in a row by the rate limit
+    _paused = False  # the transport's buffer is full: the client is not reading
+    _backlog_bytes = 0  # written while paused
 
     # -- handshake
 
@@ -66,14 +91,33 @@ class SignalingProtocol(WebSocketServerProtocol):
             factory.refuse("origin")
             raise ConnectionDeny(403, "This origin may not open a signaling socket here.")
         self._room = match.group(1)
-        tokens = request.params.get("resume")
-        self._resume_token = tokens[0] if tokens else None
+        limits = factory.limits
+        if limits.room_secret is not None and not room_token_valid(
+                limits.room_secret, self._room, _param(request, "token"), factory.clock.seconds()):
+            factory.refuse("invite")
+            raise ConnectionDeny(403, "This room needs a valid invite link.")
+        if factory.admitted >= limits.max_connections:
+            factory.refuse("server-full")
+            raise ConnectionDeny(503, "The server is at its connection limit; try again later.")
+        if factory.per_client[self._client] >= limits.max_per_client:
+            factory.refuse("client-limit")
+            raise ConnectionDeny(429, "Too many connections from your address.")
+        factory.admit(self._client)
+        self._admitted = True
+        self._resume_token = _param(request, "resume")
         return None
 
     def onOpen(self):
         factory = self.factory
         factory.connections.add(self)
         factory.metrics.connections.inc()
+        if factory.limits.rate > 0:
+            self._bucket = TokenBucket(factory.limits.rate, factory.limits.burst,
+                                       factory.clock.seconds())
+        # twisted.web's channel was the transport's producer; now we are, so that a client
+        # that stops reading shows up as pauseProducing() instead of silent buffering.
+        self.transport.unregisterProducer()
+        self.transport.registerProducer(self, True)
         d = defer.maybeDeferred(factory.hub.join, self._room, self, self._resume_token)
         d.addCallbacks(self._joined, self._not_joined)
         d.addErrback(self._log.failure, "joining {room}", room=self._room)
@@ -115,6 +159,9 @@ class SignalingProtocol(WebSocketServerProtocol):
         member = self._member
         if member is None:
             return  # still joining, or on the way out
+        if self._bucket is not None and not self._bucket.take(self.factory.clock.seconds()):
+            return self._rate_limited()
+        self._limited = 0
         if isBinary:
             return self._error("bad-message", "Binary frames are not part of protocol v1.")
         try:
@@ -138,10 +185,43 @@ class SignalingProtocol(WebSocketServerProtocol):
         self._error("too-large", f"Messages are limited to {max_msg_size} bytes.")
         super()._max_message_size_exceeded(msg_size, max_msg_size, reason)
 
+    def _rate_limited(self):
+        self._limited += 1
+        if self._limited == 1:
+            # One error per burst of refusals: answering every flooded message would let
+            # the flood make us write as much as it sends.
+            self._error("rate-limited", "Too many messages; slow down.")
+        elif self._limited > self.factory.limits.burst:
+            self._kicked = True
+            self.factory.metrics.errors.labels("rate-limit-close").inc()
+            self.sendCloseFrame(CLOSE_POLICY, b"Rate limit exceeded.", isReply=False)
+
     # -- IPeerConnection
 
     def send(self, payload: bytes) -> None:
+        if self._paused:
+            self._backlog_bytes += len(payload)
+            if self._backlog_bytes > self.factory.limits.max_send_buffer:
+                # It stopped reading: drop it (it may resume and get what it missed from the
+                # hub's bounded queue) rather than buffer without bound.
+                self._log.info("dropping slow reader peer={peer}", peer=self._member_id())
+                self.factory.metrics.errors.labels("slow-reader").inc()
+                self._paused = False
+                self.transport.abortConnection()
+                return
         self.sendMessage(payload, False)
+
+    # -- IPushProducer: the transport tells us when the client stops reading
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+        self._backlog_bytes = 0
+
+    def stopProducing(self):
+        self._paused = False
 
     def supersede(self) -> None:
         self._superseded = True
@@ -153,6 +233,9 @@ class SignalingProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean, code, reason):
         factory = self.factory
         factory.connections.discard(self)
+        if self._admitted:
+            self._admitted = False
+            factory.release(self._client)
         if self._refresh is not None and self._refresh.active():
             self._refresh.cancel()
         member, self._member = self._member, None
@@ -177,6 +260,9 @@ class SignalingProtocol(WebSocketServerProtocol):
 
     # -- helpers
 
+    def _member_id(self):
+        return self._member.id if self._member is not None else "-"
+
     def _error(self, code: str, text: str) -> None:
         self.factory.metrics.errors.labels(code).inc()
         self.sendMessage(messages.error(code, text), False)
@@ -187,12 +273,17 @@ class SignalingProtocol(WebSocketServerProtocol):
         self.sendClose(close_code, text)
 
 
+def _param(request, name):
+    values = request.params.get(name)
+    return values[0] if values else None
+
+
 class SignalingFactory(WebSocketServerFactory):
     """Shared state of all signaling sockets of one service."""
 
     protocol = SignalingProtocol
 
-    def __init__(self, hub, *, clock, ice, origins, proxies, metrics, max_message_size):
+    def __init__(self, hub, *, clock, ice, origins, proxies, metrics, limits=Limits()):
         # server=None: no "Server: AutobahnPython/x.y" banner in the handshake response.
         super().__init__(server=None, reactor=clock)
         self.hub = hub
@@ -201,23 +292,29 @@ class SignalingFactory(WebSocketServerFactory):
         self.origins = origins
         self.proxies = proxies
         self.metrics = metrics
+        self.limits = limits
         self.connections: set[SignalingProtocol] = set()
-        self.configure(max_message_size)
+        self.admitted = 0  # handshakes accepted and not yet closed
+        self.per_client: Counter[str] = Counter()
+        self.configure(limits)
 
-    def configure(self, max_message_size: int) -> None:
+    def configure(self, limits: Limits) -> None:
         """Every Autobahn option that matters, set explicitly."""
         self.setProtocolOptions(
             webStatus=False,  # no status page with a version on plain GETs of /ws/
             utf8validateIncoming=True,
             requireMaskedClientFrames=True,
-            maxFramePayloadSize=max_message_size,
-            maxMessagePayloadSize=max_message_size,
+            # Checked against each frame's header: a 1 GB frame is refused before any of it
+            # is buffered.
+            maxFramePayloadSize=limits.max_message_size,
+            maxMessagePayloadSize=limits.max_message_size,
             # Close with a code (1009, 1002...) instead of dropping TCP, so clients learn why.
             failByDrop=False,
-            openHandshakeTimeout=10,
+            openHandshakeTimeout=limits.handshake_timeout,
             closeHandshakeTimeout=5,
-            autoPingInterval=20,
-            autoPingTimeout=10,
+            # A peer that stops answering pings is dropped (then held for the resume grace).
+            autoPingInterval=limits.ping_interval,
+            autoPingTimeout=limits.ping_timeout,
             perMessageCompressionAccept=lambda offers: None,  # compression bombs: no thanks
             # rtcsvc checks Origin itself in onConnect (it knows about trusted proxies and
             # answers 403); Autobahn's own check would compare with one fixed host and port.
@@ -230,6 +327,16 @@ class SignalingFactory(WebSocketServerFactory):
 
     def refuse(self, reason: str) -> None:
         self.metrics.refused.labels(reason).inc()
+
+    def admit(self, client: str) -> None:
+        self.admitted += 1
+        self.per_client[client] += 1
+
+    def release(self, client: str) -> None:
+        self.admitted -= 1
+        self.per_client[client] -= 1
+        if self.per_client[client] <= 0:
+            del self.per_client[client]
 
     def shut_down(self, timeout: float = 3.0):
         """Close every socket with 1001; fires when all are closed or ``timeout`` passed."""

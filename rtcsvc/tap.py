@@ -18,7 +18,7 @@ from rtcsvc import __version__
 from rtcsvc.hub import Hub
 from rtcsvc.metrics import Metrics
 from rtcsvc.origin import OriginPolicy, TrustedProxies
-from rtcsvc.protocol import SignalingFactory
+from rtcsvc.protocol import Limits, SignalingFactory
 from rtcsvc.tls import ensure_certificate
 from rtcsvc.turn import IceConfig
 from rtcsvc.web import default_static_dir, make_redirect_site, make_site
@@ -81,6 +81,44 @@ The signaling protocol is documented in docs/protocol.md."""
         ["resume-grace", None, 30.0,
          "Seconds a dropped peer keeps its seat and queued signals, so it can resume.",
          _bounded("resume-grace", float, 0, 3600)],
+        ["rate-limit", None, 50.0,
+         "Messages per second each connection may send on average (0: no limit). Excess "
+         "gets a rate-limited error; a flood of more than --rate-burst refused messages in a "
+         "row closes the socket with 1008.",
+         _bounded("rate-limit", float, 0)],
+        ["rate-burst", None, 300,
+         "Messages a connection may send at once (a mesh call's ICE burst) before "
+         "--rate-limit applies.",
+         _bounded("rate-burst", int, 1)],
+        ["max-connections", None, 10000,
+         "Signaling sockets the process holds at most; more are refused with HTTP 503. "
+         "Keep it under the file-descriptor limit (ulimit -n).",
+         _bounded("max-connections", int, 1)],
+        ["max-connections-per-client", None, 200,
+         "Signaling sockets per client address (the real one behind a --trusted-proxy); "
+         "more are refused with HTTP 429. Offices behind one NAT share an address.",
+         _bounded("max-connections-per-client", int, 1)],
+        ["max-send-buffer", None, 1 << 20,
+         "Bytes queued for a client that stopped reading before it is dropped (it may "
+         "resume).",
+         _bounded("max-send-buffer", int, 4096)],
+        ["ping-interval", None, 20.0,
+         "Seconds between WebSocket pings; a peer that misses one for --ping-timeout is "
+         "dropped, then held --resume-grace before peer-left.",
+         _bounded("ping-interval", float, 0.1, 3600)],
+        ["ping-timeout", None, 10.0, "Seconds to wait for a ping's pong.",
+         _bounded("ping-timeout", float, 0.1, 3600)],
+        ["handshake-timeout", None, 10.0,
+         "Seconds a client has to send a complete HTTP request (and finish the WebSocket "
+         "handshake); slower ones are disconnected.",
+         _bounded("handshake-timeout", float, 0.1, 600)],
+        ["idle-timeout", None, 60.0,
+         "Seconds an idle HTTP keep-alive connection is kept.",
+         _bounded("idle-timeout", float, 1, 3600)],
+        ["room-secret-file", None, None,
+         "Only admit joins carrying a valid, unexpired invite token for the room, minted "
+         "with the secret in this file (see rtcsvc-invite). Without it, rooms are open to "
+         "whoever knows their name."],
     ]
 
     def __init__(self):
@@ -157,6 +195,10 @@ The signaling protocol is documented in docs/protocol.md."""
             self["turn-secret"] = _read_secret("turn-secret-file", self["turn-secret-file"])
         else:
             self["turn-secret"] = None
+        if self["room-secret-file"]:
+            self["room-secret"] = _read_secret("room-secret-file", self["room-secret-file"])
+        else:
+            self["room-secret"] = None
 
 
 def _ice_url(option, url):
@@ -190,17 +232,29 @@ def makeService(config, reactor=None):
         origins=OriginPolicy(config["allowed-origin"]),
         proxies=proxies,
         metrics=metrics,
-        max_message_size=config["max-message-size"],
+        limits=Limits(
+            max_message_size=config["max-message-size"],
+            rate=config["rate-limit"],
+            burst=config["rate-burst"],
+            max_connections=config["max-connections"],
+            max_per_client=config["max-connections-per-client"],
+            max_send_buffer=config["max-send-buffer"],
+            ping_interval=config["ping-interval"],
+            ping_timeout=config["ping-timeout"],
+            handshake_timeout=config["handshake-timeout"],
+            room_secret=config["room-secret"],
+        ),
     )
     metrics.watch(hub, lambda: len(factory.connections))
-    site = make_site(factory, metrics, Path(config["static"]), proxies)
+    timeouts = dict(idle=config["idle-timeout"], request=config["handshake-timeout"])
+    site = make_site(factory, metrics, Path(config["static"]), proxies, **timeouts)
 
     top = service.MultiService()
     state_dir = Path(config["state-dir"])
     listeners = list(config["listen"])
     if not listeners:
         listeners = [f"ssl:{DEFAULT_HTTPS_PORT}:interface=127.0.0.1"]
-        redirect = make_redirect_site(DEFAULT_HTTPS_PORT)
+        redirect = make_redirect_site(DEFAULT_HTTPS_PORT, **timeouts)
         strports.service(f"tcp:{DEFAULT_HTTP_PORT}:interface=127.0.0.1", redirect,
                          reactor=reactor).setServiceParent(top)
     for description in listeners:

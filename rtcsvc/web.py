@@ -15,7 +15,8 @@ from pathlib import Path
 import orjson
 from autobahn.twisted.resource import WebSocketResource
 from prometheus_client.twisted import MetricsResource
-from twisted.web import resource, server, static
+from twisted.logger import Logger
+from twisted.web import http, resource, server, static
 
 ROOM_NAME = re.compile(rb"[A-Za-z0-9_-]{1,64}\Z")
 
@@ -124,7 +125,72 @@ class SignalingEndpoint(WebSocketResource):
         return self
 
 
-def make_site(factory, metrics, static_dir: Path, proxies, timeout: float = 60) -> server.Site:
+class GuardedHTTPChannel(http.HTTPChannel):
+    """HTTP/1.1 with a deadline for each whole request, not just between bytes.
+
+    twisted.web's idle timeout restarts with every byte, so a client that drips a header a
+    minute (slowloris) would hold its socket forever. Here a request must be complete within
+    ``requestTimeout`` seconds of its first byte; the WebSocket upgrade is such a request, so
+    this also bounds the time to open a signaling socket. (No HTTP/2: Autobahn's
+    WebSocketResource cannot upgrade an h2 stream.)
+    """
+
+    _log = Logger()
+    requestTimeout = 10.0
+    _deadline = None
+
+    def connectionMade(self):
+        super().connectionMade()
+        self._arm()
+
+    def dataReceived(self, data):
+        if self._deadline is None and not self._handlingRequest:
+            self._arm()  # the next request on a kept-alive connection starts now
+        super().dataReceived(data)
+
+    def allContentReceived(self):
+        self._disarm()
+        super().allContentReceived()
+
+    def connectionLost(self, reason):
+        self._disarm()
+        super().connectionLost(reason)
+
+    def _arm(self):
+        self._deadline = self.callLater(self.requestTimeout, self._too_slow)
+
+    def _disarm(self):
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self):
+        self._deadline = None
+        self._log.info("closing a request not finished in {timeout}s from {peer}",
+                       timeout=self.requestTimeout, peer=getattr(self.transport.getPeer(), "host", "?"))
+        self.transport.abortConnection()
+
+
+class GuardedSite(server.Site):
+    """A Site whose connections use :class:`GuardedHTTPChannel`."""
+
+    protocol = GuardedHTTPChannel
+
+    def __init__(self, root, idle: float, request: float):
+        super().__init__(root, timeout=idle)
+        self.request_timeout = request
+        self.displayTracebacks = False
+        self._logFormatter = _access_log_line
+
+    def buildProtocol(self, addr):
+        channel = super().buildProtocol(addr)
+        channel.requestTimeout = self.request_timeout
+        return channel
+
+
+def make_site(factory, metrics, static_dir: Path, proxies, idle: float = 60,
+              request: float = 10) -> server.Site:
     """The one site that serves the app, ``/ws/<room>``, ``/healthz`` and ``/metrics``."""
     files = StaticFiles(str(static_dir))
     files.putChild(b"ws", SignalingEndpoint(factory))
@@ -139,19 +205,13 @@ def make_site(factory, metrics, static_dir: Path, proxies, timeout: float = 60) 
         view = proxies.view(getattr(peer, "host", ""), False, request.getHeader)
         return view.scheme == "https"
 
-    site = server.Site(SecurityHeaders(files, is_secure), timeout=timeout)
-    site.displayTracebacks = False
-    site._logFormatter = _access_log_line
-    return site
+    return GuardedSite(SecurityHeaders(files, is_secure), idle, request)
 
 
-def make_redirect_site(https_port: int, timeout: float = 60) -> server.Site:
+def make_redirect_site(https_port: int, idle: float = 60, request: float = 10) -> server.Site:
     """Plain HTTP that only sends browsers to the HTTPS listener."""
-    site = server.Site(SecurityHeaders(_ToHTTPS(https_port), lambda request: False),
-                       timeout=timeout)
-    site.displayTracebacks = False
-    site._logFormatter = _access_log_line
-    return site
+    return GuardedSite(SecurityHeaders(_ToHTTPS(https_port), lambda request: False), idle,
+                       request)
 
 
 class _ToHTTPS(resource.Resource):
