@@ -1,6 +1,9 @@
 import pytest
+import pytest_twisted
+from twisted.internet import reactor
 
-from tests.support.service import RtcsvcProcess
+from rtcsvc.tap import Options, makeService
+from tests.support.service import RtcsvcProcess, free_port
 
 
 @pytest.fixture
@@ -19,3 +22,24 @@ def rtcsvc(tmp_path):
     yield start
     for service in started:
         service.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """``make_server(*argv, **config_overrides)`` -> base URL of a running in-process service."""
+    services = []
+
+    def make(*argv, **overrides):
+        port = free_port()
+        options = Options()
+        options.parseOptions(["--listen", f"tcp:{port}:interface=127.0.0.1",
+                              "--state-dir", str(tmp_path / "state"), *argv])
+        options.update(overrides)
+        service = makeService(options, reactor)
+        service.startService()
+        services.append(service)
+        return f"127.0.0.1:{port}"
+
+    yield make
+    for service in services:
+        pytest_twisted.blockon(service.stopService())

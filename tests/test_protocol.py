@@ -24,27 +24,6 @@ def client(request):
 
 
 @pytest.fixture
-def make_server(tmp_path):
-    """``make_server(*argv, **config_overrides)`` -> base URL of a running in-process service."""
-    services = []
-
-    def make(*argv, **overrides):
-        port = free_port()
-        options = Options()
-        options.parseOptions(["--listen", f"tcp:{port}:interface=127.0.0.1",
-                              "--state-dir", str(tmp_path / "state"), *argv])
-        options.update(overrides)
-        service = makeService(options, reactor)
-        service.startService()
-        services.append(service)
-        return f"127.0.0.1:{port}"
-
-    yield make
-    for service in services:
-        pytest_twisted.blockon(service.stopService())
-
-
-@pytest.fixture
 def server(make_server):
     return make_server("--resume-grace", "1")
 

@@ -1,0 +1,54 @@
+"""Closed rooms: invite tokens minted with --room-secret-file's secret."""
+
+import pytest
+import pytest_twisted
+
+from rtcsvc.invite import main, mint_room_token, room_token_valid
+from tests.support.clients import AutobahnClient, HandshakeRefused
+
+SECRET = b"a-room-secret-of-enough-length"
+
+
+def test_a_token_admits_to_its_room_until_it_expires():
+    token = mint_room_token(SECRET, "room", 2000)
+    assert room_token_valid(SECRET, "room", token, now=1999)
+    assert not room_token_valid(SECRET, "room", token, now=2001)
+    assert not room_token_valid(SECRET, "other", token, now=1999)
+    assert not room_token_valid(b"another-secret-of-enough-length", "room", token, now=1999)
+
+
+@pytest.mark.parametrize("forged", [None, "", "2000", "2000.", "x.y", "9999999999999.abc",
+                                    "2000.AAAA", "-1.abc"])
+def test_malformed_or_forged_tokens_are_refused(forged):
+    assert not room_token_valid(SECRET, "room", forged, now=1000)
+
+
+def test_rtcsvc_invite_prints_a_working_link(tmp_path, capsys):
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    main(["https://chat.example.com/", "team-room", "--room-secret-file", str(secret),
+          "--ttl", "600"])
+    link = capsys.readouterr().out.strip()
+    prefix = "https://chat.example.com/r/team-room?token="
+    assert link.startswith(prefix)
+    import time
+    assert room_token_valid(SECRET, "team-room", link[len(prefix):], time.time())
+
+
+@pytest_twisted.inlineCallbacks
+def test_with_a_room_secret_only_invited_joins_are_admitted(make_server, tmp_path):
+    import time
+
+    secret = tmp_path / "room-secret"
+    secret.write_bytes(SECRET)
+    server = make_server("--room-secret-file", str(secret))
+    token = mint_room_token(SECRET, "closed", int(time.time()) + 60)
+    for query in ("", "?token=" + mint_room_token(SECRET, "other", int(time.time()) + 60),
+                  "?token=" + mint_room_token(SECRET, "closed", int(time.time()) - 1)):
+        with pytest.raises(HandshakeRefused) as refused:
+            yield AutobahnClient.connect(f"ws://{server}/ws/closed{query}")
+        assert refused.value.status == 403
+    client = yield AutobahnClient.connect(f"ws://{server}/ws/closed?token={token}")
+    welcome = yield client.recv()
+    assert welcome["type"] == "welcome" and welcome["room"] == "closed"
+    yield client.close()
