@@ -29,6 +29,10 @@ class RoomFull(Exception):
     """The room already holds its capacity of members (slots held for resume included)."""
 
 
+class Unavailable(Exception):
+    """The hub cannot seat anyone now (a shared room store is unreachable): try again later."""
+
+
 class UnknownPeer(Exception):
     """A signal named a recipient who is not a member of the sender's room."""
 

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rtcsvc import messages
-from rtcsvc.hub import IPeerConnection, RoomFull, UnknownPeer
+from rtcsvc.hub import IPeerConnection, RoomFull, Unavailable, UnknownPeer
 from rtcsvc.invite import room_token_valid
 from rtcsvc.ratelimit import TokenBucket
 
@@ -28,6 +28,7 @@ ROOM_PATH = re.compile(r"/ws/([A-Za-z0-9_-]{1,64})\Z")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
 CLOSE_ROOM_FULL = 4001
 CLOSE_SUPERSEDED = 4002
 #: Close codes with which a client says "I am leaving" rather than "my network broke".
@@ -144,6 +145,13 @@ class SignalingProtocol(WebSocketServerProtocol):
         )
 
     def _not_joined(self, failure):
+        if failure.check(Unavailable):
+            # A shared hub (Redis) cannot seat anyone now. 1013 is a standard code, which
+            # sendClose() refuses, hence the frame.
+            self._kicked = True
+            self._error("unavailable", "The service cannot seat you right now; try again.")
+            self.sendCloseFrame(CLOSE_TRY_AGAIN, b"Try again later.", isReply=False)
+            return None
         failure.trap(RoomFull)
         self._kick("room-full", "This room is full.", CLOSE_ROOM_FULL)
 

@@ -19,6 +19,7 @@ from rtcsvc.hub import Hub
 from rtcsvc.metrics import Metrics
 from rtcsvc.origin import OriginPolicy, TrustedProxies
 from rtcsvc.protocol import Limits, SignalingFactory
+from rtcsvc.redis_hub import RedisHub, RedisHubService, parse_redis_url
 from rtcsvc.tls import ensure_certificate
 from rtcsvc.turn import IceConfig
 from rtcsvc.web import default_static_dir, make_redirect_site, make_site
@@ -119,6 +120,10 @@ The signaling protocol is documented in docs/protocol.md."""
          "Only admit joins carrying a valid, unexpired invite token for the room, minted "
          "with the secret in this file (see rtcsvc-invite). Without it, rooms are open to "
          "whoever knows their name."],
+        ["redis", None, None,
+         "Share rooms with every rtcsvc process using this Redis, e.g. "
+         "redis://127.0.0.1:6379/0 (see docs/scaling.md). Without it, rooms live in this "
+         "process only."],
     ]
 
     def __init__(self):
@@ -199,6 +204,11 @@ The signaling protocol is documented in docs/protocol.md."""
             self["room-secret"] = _read_secret("room-secret-file", self["room-secret-file"])
         else:
             self["room-secret"] = None
+        if self["redis"] is not None:
+            try:
+                self["redis"] = parse_redis_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis {e}") from None
 
 
 def _ice_url(option, url):
@@ -221,7 +231,11 @@ def _read_secret(option, path):
 def makeService(config, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    hub = Hub(reactor, max_peers=config["max-peers"], resume_grace=config["resume-grace"])
+    if config["redis"] is not None:
+        hub = RedisHub(reactor, config["redis"], max_peers=config["max-peers"],
+                       resume_grace=config["resume-grace"])
+    else:
+        hub = Hub(reactor, max_peers=config["max-peers"], resume_grace=config["resume-grace"])
     metrics = Metrics()
     proxies = TrustedProxies(config["trusted-proxy"])
     factory = SignalingFactory(
@@ -263,6 +277,8 @@ def makeService(config, reactor=None):
             description += f":privateKey={_escape(key)}:certKey={_escape(cert)}"
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     _SignalingShutdown(factory, hub).setServiceParent(top)
+    if config["redis"] is not None:
+        RedisHubService(hub).setServiceParent(top)
     return top
 
 
