@@ -1,0 +1,148 @@
+"""Real browser calls through the shipped deployment: Apache in front, coturn as the relay.
+
+Two headless Chromium participants (``tests/support/browser.py``) use the real web app. Through
+Apache they load ``https://chat.test:<port>/`` (a resolver rule maps the name to 127.0.0.1; the
+throwaway certificate is accepted with ``--ignore-certificate-errors``). For the relay call the
+test forces ``iceTransportPolicy: "relay"`` from outside the app, by wrapping
+``RTCPeerConnection`` in an init script, so media can only flow through coturn.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from tests.support.apache import SERVER_NAME, ProxyFront, apache_available
+from tests.support.browser import (  # noqa: F401  (pytest fixtures)
+    WAIT_MS,
+    chromium_available,
+    launch,
+    people,
+    playwright_driver,
+    room,
+)
+from tests.support.coturn import CoturnProcess, coturn_available
+from tests.support.service import wait_for
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not chromium_available(), reason="chromium is not installed"),
+]
+
+# Every RTCPeerConnection the app makes is relay-only, and kept for the test to inspect.
+RELAY_ONLY = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  const relayOnly = (config) => ({ ...(config || {}), iceTransportPolicy: "relay" });
+  window.__deployTestPeerConnections = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config, ...rest) {
+      super(relayOnly(config), ...rest);
+      window.__deployTestPeerConnections.push(this);
+    }
+    setConfiguration(config) {
+      return super.setConfiguration(relayOnly(config));
+    }
+  };
+})();
+"""
+
+SELECTED_PAIRS = """
+async () => {
+  const pairs = [];
+  for (const pc of window.__deployTestPeerConnections) {
+    if (pc.connectionState !== "connected") continue;
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type !== "transport" || !s.selectedCandidatePairId) return;
+      const pair = stats.get(s.selectedCandidatePairId);
+      const local = stats.get(pair.localCandidateId);
+      const remote = stats.get(pair.remoteCandidateId);
+      pairs.push({
+        policy: pc.getConfiguration().iceTransportPolicy,
+        local: local.candidateType, localPort: local.port, relayProtocol: local.relayProtocol,
+        remote: remote.candidateType, remotePort: remote.port,
+        bytesReceived: pair.bytesReceived,
+      });
+    });
+  }
+  return pairs;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright_driver):  # noqa: F811
+    """Chromium that resolves chat.test to 127.0.0.1 and accepts the throwaway certificate."""
+    browser = launch(playwright_driver, extra_args=[
+        f"--host-resolver-rules=MAP {SERVER_NAME} 127.0.0.1",
+        "--ignore-certificate-errors",
+    ])
+    yield browser
+    browser.close()
+
+
+@pytest.mark.skipif(not apache_available(), reason="apache2 is not installed")
+@pytest.mark.parametrize("upgrade", [False, True], ids=["wstunnel", "upgrade"])
+def test_two_browsers_call_each_other_through_apache(tmp_path, rtcsvc, people, room, chromium,  # noqa: F811
+                                                     upgrade):
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
+    front = ProxyFront.start(tmp_path / "apache", service.port, tls=True, upgrade=upgrade)
+    try:
+        alice = people(chromium, front.origin, name="Alice")
+        bob = people(chromium, front.origin, name="Bob")
+        alice.join(room)
+        bob.join(room)
+        assert alice.wait_connected_to(1) == [bob.id]
+        assert bob.wait_connected_to(1) == [alice.id]
+        assert alice.wait_media_flowing(bob.id)["w"] > 0
+        assert bob.wait_media_flowing(alice.id)["w"] > 0
+        # Both signaling sockets really went through Apache, over TLS: Apache logs each
+        # upgraded request once it ends, so end the call first.
+        alice.close()
+        bob.close()
+        access_log = front.apache.server_root / "logs" / "access.log"
+
+        def upgrades():
+            return [line for line in access_log.read_text().splitlines()
+                    if f"GET /ws/{room}" in line and '" 101 ' in line]
+
+        wait_for(lambda: len(upgrades()) == 2, 10, "both WebSocket requests in Apache's log")
+        assert all(front.origin in line for line in upgrades())
+    finally:
+        front.stop()
+
+
+@pytest.mark.skipif(not coturn_available(), reason="coturn is not installed")
+def test_relay_only_call_flows_through_coturn_with_minted_credentials(tmp_path, rtcsvc, people,  # noqa: F811
+                                                                      room, chromium):
+    secret = secrets.token_hex(32)
+    secret_file = tmp_path / "turn-secret"
+    secret_file.write_text(secret)
+    coturn = CoturnProcess.start(tmp_path / "coturn", secret)
+    try:
+        service = rtcsvc(args=["--turn-url", coturn.turn_url("udp"),
+                               "--turn-secret-file", str(secret_file)])
+        alice = people(chromium, service.http_url, name="Alice")
+        bob = people(chromium, service.http_url, name="Bob")
+        for person in (alice, bob):
+            person.page.add_init_script(RELAY_ONLY)
+        alice.join(room)
+        bob.join(room)
+        assert alice.wait_connected_to(1, timeout=WAIT_MS) == [bob.id]
+        bob.wait_connected_to(1, timeout=WAIT_MS)
+        alice.wait_media_flowing(bob.id)
+        bob.wait_media_flowing(alice.id)
+
+        low, high = coturn.relay_ports
+        for person in (alice, bob):
+            pairs = person.page.evaluate(SELECTED_PAIRS)
+            assert len(pairs) == 1, pairs
+            pair = pairs[0]
+            assert pair["policy"] == "relay"
+            assert pair["local"] == "relay" and pair["remote"] == "relay", pair
+            assert low <= pair["localPort"] <= high and low <= pair["remotePort"] <= high, pair
+            assert pair["bytesReceived"] > 0
+    finally:
+        coturn.stop()
