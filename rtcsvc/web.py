@@ -16,7 +16,7 @@ import orjson
 from autobahn.twisted.resource import WebSocketResource
 from prometheus_client.twisted import MetricsResource
 from twisted.logger import Logger
-from twisted.web import http, resource, server, static
+from twisted.web import http, pages, resource, server, static
 
 ROOM_NAME = re.compile(rb"[A-Za-z0-9_-]{1,64}\Z")
 
@@ -76,7 +76,7 @@ class StaticFiles(static.File):
     """The app's files, without directory listings."""
 
     def directoryListing(self):
-        return resource.NoResource()
+        return pages.notFound()
 
     def createSimilarFile(self, path):
         similar = super().createSimilarFile(path)
@@ -96,7 +96,7 @@ class RoomPage(resource.Resource):
             page = StaticFiles(str(self._index), defaultType="text/html")
             page.isLeaf = True
             return page
-        return resource.NoResource("No such room link.")
+        return pages.notFound(message="No such room link.")
 
 
 class Health(resource.Resource):
