@@ -54,15 +54,26 @@ def _bounded(option, kind, low, high=None):
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = """\
-Serve the rtcsvc video-chat app and its signaling relay (WebSocket at /ws/<room>) on one site.
+Serve the rtcsvc video-chat app and its signaling relay (WebSocket at /ws/<room>) on one
+site, with /healthz and /metrics (Prometheus).
 
 Without --listen: HTTPS on 127.0.0.1:8443 with a self-signed certificate made in the state
-directory on first start, and plain HTTP on 127.0.0.1:8080 that redirects to it. With --listen,
-exactly the given listeners serve the whole site (no redirect), e.g. behind Apache:
+directory on first start, and plain HTTP on 127.0.0.1:8080 that redirects to it.
+With --listen, exactly the given listeners serve the whole site (no redirect).
+
+Behind Apache (see deploy/README.md):
     twistd -n rtcsvc --listen tcp:8080:interface=127.0.0.1 --trusted-proxy 127.0.0.1
-An ssl: listener without privateKey=/certKey= uses the self-signed certificate:
+Directly, on all interfaces, with the self-signed certificate (an ssl: listener without
+privateKey=/certKey= uses it):
     twistd -n rtcsvc --listen ssl:8443:interface=0.0.0.0
-The signaling protocol is documented in docs/protocol.md."""
+Port 443 with a real certificate, dropping root after binding:
+    twistd -n --uid rtcsvc --gid rtcsvc rtcsvc \\
+        --listen ssl:443:privateKey=/etc/ssl/private/chat.key:certKey=/etc/ssl/chat.pem
+
+Dead peers are noticed within --ping-interval + --ping-timeout and leave their rooms after
+--resume-grace more (20 + 10 + 30 = 60 s by default). The signaling protocol is
+docs/protocol.md; threats and limits are docs/reliability.md.
+"""
 
     optParameters = [
         ["state-dir", None, _default_state_dir(),
@@ -175,6 +186,14 @@ The signaling protocol is documented in docs/protocol.md."""
                 f"--trusted-proxy must be an IP address or network, not {address!r}"
             ) from None
 
+    def getUsage(self, width=None):
+        # usage.Options re-wraps longdesc into one paragraph; keep our line breaks instead.
+        longdesc, self.longdesc = self.longdesc, ""
+        try:
+            return super().getUsage(width) + "\n" + longdesc
+        finally:
+            self.longdesc = longdesc
+
     def parseOptions(self, options=None):
         try:
             super().parseOptions(options)
@@ -209,6 +228,14 @@ The signaling protocol is documented in docs/protocol.md."""
                 self["redis"] = parse_redis_url(self["redis"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis {e}") from None
+
+
+for _name in dir(Options):
+    if _name.startswith("opt_"):
+        # One-line help: usage.Options keeps a docstring's indentation as runs of spaces.
+        _method = getattr(Options, _name)
+        _method.__doc__ = " ".join((_method.__doc__ or "").split())
+del _name, _method
 
 
 def _ice_url(option, url):

@@ -167,5 +167,8 @@ def test_twistd_help_documents_every_option():
                             text=True, timeout=60)
     for option in ("--listen", "--state-dir", "--static", "--ice-server", "--turn-url",
                    "--turn-secret-file", "--turn-ttl", "--allowed-origin", "--trusted-proxy",
-                   "--max-peers", "--max-message-size", "--resume-grace"):
+                   "--max-peers", "--max-message-size", "--resume-grace", "--rate-limit",
+                   "--rate-burst", "--max-connections", "--max-connections-per-client",
+                   "--max-send-buffer", "--ping-interval", "--ping-timeout",
+                   "--handshake-timeout", "--idle-timeout", "--room-secret-file"):
         assert option in result.stdout, option
