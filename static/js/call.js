@@ -147,6 +147,7 @@ export class Call extends EventTarget {
     });
     this.links.set(id, link);
     this.info.set(id, { name: "", muted: false, cameraOff: false, sharing: false, hasAudio: true, hasVideo: true });
+    link.addEventListener("warning", (ev) => console.warn(`rtcsvc: peer ${shortId(id)}: ${ev.detail.message}`));
     link.addEventListener("state", () => this._emit("peer-state", { id }));
     link.addEventListener("media", () => this._emit("peer-media", { id }));
     link.addEventListener("sas", () => this._emit("peer-sas", { id }));

@@ -17,6 +17,7 @@ import { PeerChannels } from "./transfer.js";
 
 const DISCONNECTED_GRACE_MS = 4000;
 const STATS_INTERVAL_MS = 2000;
+const debug = () => { try { return localStorage.getItem("rtcsvc.debug") === "1"; } catch { return false; } };
 
 export function isPolite(selfId, remoteId) {
   return selfId < remoteId;
@@ -90,9 +91,17 @@ export class PeerLink extends EventTarget {
 
   async _negotiate() {
     if (this.closed) return;
+    // The first offer is always the impolite peer's. Rolling back an *initial* offer
+    // (the polite side's half of a glare) can leave Chromium's ICE transport without
+    // candidates, so the polite side waits for the first remote description; what it
+    // still needs to send is renegotiated after that (the browser fires
+    // negotiationneeded again once the answer leaves it stable). Later glare, such as
+    // both ends restarting ICE, is resolved by the rollback below as usual.
+    if (this.polite && !this.pc.remoteDescription) return;
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
+      if (debug()) console.debug(`rtcsvc: ${this.id.slice(0, 6)} -> ${this.pc.localDescription.type}`);
       this.sendSignal({ description: this.pc.localDescription.toJSON() });
     } catch (err) {
       this._emit("warning", { message: `offer failed: ${err.message}` });
@@ -112,6 +121,7 @@ export class PeerLink extends EventTarget {
   async _handle(data) {
     if (this.closed || !data || typeof data !== "object") return;
     const { description, candidate } = data;
+    if (description && debug()) console.debug(`rtcsvc: ${this.id.slice(0, 6)} <- ${description.type} in ${this.pc.signalingState} makingOffer=${this.makingOffer} polite=${this.polite}`);
     if (description) {
       const readyForOffer =
         !this.makingOffer && (this.pc.signalingState === "stable" || this.settingRemoteAnswer);

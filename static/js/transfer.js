@@ -217,12 +217,15 @@ export class PeerChannels extends EventTarget {
       for (let off = 0; off < file.size; off += READ_BLOCK) {
         const block = new Uint8Array(await file.slice(off, off + READ_BLOCK).arrayBuffer());
         for (let i = 0; i < block.byteLength; i += chunk) {
+          const mustWait = ch.bufferedAmount > HIGH_WATER;
           await this._drain();
           if (ch.readyState !== "open") throw new Error("channel closed");
           ch.send(block.subarray(i, Math.min(i + chunk, block.byteLength)));
           queued += Math.min(chunk, block.byteLength - i);
           const now = performance.now();
-          if (now - lastReport > 100) {
+          // Report after every drain (the buffer just emptied: real progress) and at
+          // most every 100 ms otherwise.
+          if (mustWait || now - lastReport > 100) {
             lastReport = now;
             onProgress(Math.max(0, queued - ch.bufferedAmount));
           }
