@@ -1,0 +1,123 @@
+"""The shipped systemd unit (``deploy/systemd/rtcsvc.service``) is valid and its command works.
+
+There is no systemd to run the unit here, so its ``ExecStart=`` command line is run as it stands,
+with only what systemd or the host would provide substituted: the installed twistd, the state
+directory, ``$CREDENTIALS_DIRECTORY`` and a free port for 8080. It then serves behind the shipped
+Apache site, which proves the two halves' options pair up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.support.apache import SERVER_NAME, ProxyFront, apache_available, free_port, stop_process
+from tests.support.service import ROOT, wait_for
+
+UNIT = ROOT / "deploy" / "systemd" / "rtcsvc.service"
+INSTALLED_TWISTD = "/opt/rtcsvc/venv/bin/twistd"
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+
+
+def unit_directives(text: str) -> list[tuple[str, str]]:
+    """(key, value) pairs of a unit file, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    pairs = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            key, _, value = line.partition("=")
+            pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def exec_start(text: str) -> list[str]:
+    commands = [value for key, value in unit_directives(text) if key == "ExecStart"]
+    assert len(commands) == 1, commands
+    return shlex.split(commands[0])
+
+
+def test_unit_runs_twistd_in_the_foreground_as_an_unprivileged_sandboxed_user():
+    directives = dict(unit_directives(UNIT.read_text()))
+    argv = exec_start(UNIT.read_text())
+    assert argv[0] == INSTALLED_TWISTD and "--nodaemon" in argv and "rtcsvc" in argv
+    assert argv[argv.index("--listen") + 1] == "tcp:8080:interface=127.0.0.1"
+    assert argv[argv.index("--trusted-proxy") + 1] == "127.0.0.1"
+    assert directives["DynamicUser"] == "yes"
+    assert directives["Restart"] == "on-failure"
+    assert directives["NoNewPrivileges"] == "yes"
+    assert directives["ProtectSystem"] == "strict"
+    assert directives["CapabilityBoundingSet"] == ""
+    assert directives["StateDirectory"] == "rtcsvc"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    unit = tmp_path / "rtcsvc.service"
+    unit.write_text(UNIT.read_text().replace(INSTALLED_TWISTD, TWISTD))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rtcsvc.service" not in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not apache_available(), reason="apache2 is not installed")
+def test_unit_command_line_serves_the_app_behind_the_shipped_apache_site(tmp_path):
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "turn-secret").write_text(secrets.token_hex(32) + "\n")
+    state = tmp_path / "state"
+    port = free_port()
+    argv = []
+    for arg in exec_start(UNIT.read_text()):
+        arg = arg.replace("${CREDENTIALS_DIRECTORY}", str(credentials))
+        arg = arg.replace("/var/lib/rtcsvc", str(state))
+        arg = arg.replace("tcp:8080:", f"tcp:{port}:")
+        argv.append(TWISTD if arg == INSTALLED_TWISTD else arg)
+    log_path = tmp_path / "rtcsvc.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    front = None
+    try:
+        def listening():
+            if process.poll() is not None:
+                raise RuntimeError(f"rtcsvc exited:\n{log_path.read_text()}")
+            import socket
+
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(listening, 20, "rtcsvc started from the unit's command line")
+        front = ProxyFront.start(tmp_path / "apache", port, tls=True, upgrade=False)
+        status, _, _ = front.request("GET", "/healthz")
+        assert status == 200
+
+        async def welcome():
+            async with connect(front.ws_uri("unit"), host="127.0.0.1", port=front.port,
+                               ssl=front.ssl_context(), server_hostname=SERVER_NAME,
+                               origin=front.origin, open_timeout=10) as ws:
+                return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+        message = asyncio.run(welcome())
+        assert message["type"] == "welcome"
+        turn = [entry for entry in message["iceServers"] if "username" in entry]
+        assert turn and all(entry["credential"] for entry in turn), message["iceServers"]
+    finally:
+        if front is not None:
+            front.stop()
+        stop_process(process)
