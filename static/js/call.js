@@ -23,12 +23,12 @@ export function shortId(id) {
 }
 
 export class Call extends EventTarget {
-  constructor(room, media, { name = "" } = {}) {
+  constructor(room, media, { name = "", token = null } = {}) {
     super();
     this.room = room;
     this.media = media;
     this.name = name;
-    this.signaling = new Signaling(room);
+    this.signaling = new Signaling(room, { token });
     this.id = null;
     this.maxPeers = null;
     this.iceServers = [];
@@ -103,6 +103,7 @@ export class Call extends EventTarget {
     s.addEventListener("full", (ev) => {
       this._emit("notice", { code: "room-full", message: ev.detail.message, maxPeers: this.maxPeers });
     });
+    s.addEventListener("superseded", () => this._emit("notice", { code: "superseded" }));
     s.addEventListener("error", (ev) => {
       this._emit("server-error", ev.detail);
     });
@@ -326,6 +327,7 @@ export class Call extends EventTarget {
     t.progress = 1;
     t.done = true;
     t.url = URL.createObjectURL(blob);
+    t.blob = blob;
     this._emit("transfer", { transfer: t });
   }
 

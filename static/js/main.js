@@ -38,7 +38,16 @@ function roomFromPath() {
   return m ? m[1] : null;
 }
 
-const inviteLink = (room) => `${window.location.origin}/r/${room}`;
+/** The invite token of a closed room, from the page's `?token=` (docs/protocol.md). */
+function inviteToken() {
+  const t = new URLSearchParams(window.location.search).get("token");
+  return t && /^[A-Za-z0-9._~-]{1,512}$/.test(t) ? t : null;
+}
+
+const inviteLink = (room) => {
+  const token = inviteToken();
+  return `${window.location.origin}/r/${room}${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+};
 
 const NAME_KEY = "rtcsvc.name";
 function savedName() {
@@ -226,7 +235,7 @@ function startCall(room, name) {
   $("#call-name").value = name;
   document.title = `rtcsvc · ${room.slice(0, 8)}…`;
   app.grid.clear();
-  const call = new Call(room, app.media, { name });
+  const call = new Call(room, app.media, { name, token: inviteToken() });
   app.call = call;
   renderSelf();
 
@@ -300,7 +309,15 @@ function startCall(room, name) {
         notice("connection-lost", "Connection to the server lost. Reconnecting… (the call goes on meanwhile)", { banner: true });
         break;
       case "server-unreachable":
-        notice("server-unreachable", "Can't reach the server. Retrying…", { banner: true });
+        notice("server-unreachable", inviteToken()
+          ? "Can't reach the server, or this invite link has expired. Retrying…"
+          : "Can't reach the server. Retrying…", { banner: true });
+        break;
+      case "superseded":
+        notice("superseded", "This call continues in another window or tab.", {
+          banner: true,
+          action: { label: "Use this window", run: () => { hideBanner(); call.signaling.restart(); } },
+        });
         break;
       case "resumed":
       case "rejoined":
@@ -463,6 +480,7 @@ function boot() {
 //   rtcsvc.sendChat(text)   send a chat message to everyone
 //   rtcsvc.chat             chat entries [{from, name, text, self, at}]
 //   rtcsvc.transfers        file transfers [{id, direction, name, size, type, progress, done, failed, url}]
+//   rtcsvc.receivedSha256(id) Promise of the hex SHA-256 of a received file
 //   rtcsvc.outgoing(peerId) tracks we send to that peer [{kind, id, label}]
 //   rtcsvc.remoteTracks(id) tracks we receive [{kind, readyState, muted, enabled}]
 //   rtcsvc.newRoomName()    a fresh random room name
@@ -530,7 +548,14 @@ window.rtcsvc = Object.freeze({
     return app.call ? app.call.chatLog.map((e) => ({ ...e })) : [];
   },
   get transfers() {
-    return app.call ? app.call.transfers.map((t) => ({ ...t })) : [];
+    return app.call ? app.call.transfers.map(({ blob, ...t }) => ({ ...t })) : [];
+  },
+  async receivedSha256(transferId) {
+    // The CSP (connect-src 'self') keeps fetch() away from blob: URLs, so read the Blob itself.
+    const t = app.call && app.call.transfers.find((x) => x.id === transferId && x.blob);
+    if (!t) return null;
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", await t.blob.arrayBuffer()));
+    return Array.from(digest, (x) => x.toString(16).padStart(2, "0")).join("");
   },
   outgoing(peerId) {
     const link = app.call && app.call.links.get(peerId);

@@ -14,6 +14,7 @@
 //   error        the server's error message {code, message}
 //   status       {status: "connecting"|"open"|"reconnecting"|"closed", failures, everOpened}
 //   full         {message}       the room is full; no reconnect is attempted
+//   superseded   {}              close 4002: the session continues on a newer socket
 
 const BACKOFF_START_MS = 400;
 const BACKOFF_MAX_MS = 10000;
@@ -25,10 +26,11 @@ export function signalingUrl(room, loc = window.location) {
 }
 
 export class Signaling extends EventTarget {
-  constructor(room, { url = signalingUrl(room) } = {}) {
+  constructor(room, { url = signalingUrl(room), token = null } = {}) {
     super();
     this.room = room;
     this.baseUrl = url;
+    this.token = token; // invite token for closed rooms (docs/protocol.md, "Closed rooms")
     this.ws = null;
     this.id = null;
     this.resumeToken = null;
@@ -47,9 +49,11 @@ export class Signaling extends EventTarget {
 
   _open() {
     clearTimeout(this.retryTimer);
-    const url = this.resumeToken
-      ? `${this.baseUrl}?resume=${encodeURIComponent(this.resumeToken)}`
-      : this.baseUrl;
+    const params = new URLSearchParams();
+    if (this.resumeToken) params.set("resume", this.resumeToken);
+    if (this.token) params.set("token", this.token);
+    const query = params.toString();
+    const url = query ? `${this.baseUrl}?${query}` : this.baseUrl;
     this._setStatus(this.everOpened || this.failures > 0 ? "reconnecting" : "connecting");
     let ws;
     try {
@@ -98,6 +102,14 @@ export class Signaling extends EventTarget {
       if (refused || ev.code === 4001) {
         this.stopped = true;
         this._setStatus("closed");
+        return;
+      }
+      if (ev.code === 4002) {
+        // Our session resumed on a newer socket (another tab, or a stale retry): the
+        // newer one owns it now; reconnecting would only fight over it.
+        this.stopped = true;
+        this._setStatus("closed");
+        this._emit("superseded", {});
         return;
       }
       if (!welcomed) this.failures += 1;
