@@ -217,7 +217,12 @@ class SignalingProtocol(WebSocketServerProtocol):
                 self._paused = False
                 self.transport.abortConnection()
                 return
-        self.sendMessage(payload, False)
+        # The relay's hot path: one write of a pre-framed text frame. sendMessage() would
+        # validate its arguments, consult compression (always off here), count traffic and
+        # format a debug log line's arguments on every call, which costs as much as the relay
+        # itself (docs/performance.md).
+        if self.state == self.STATE_OPEN:
+            self.transport.write(_text_frame(payload))
 
     # -- IPushProducer: the transport tells us when the client stops reading
 
@@ -279,6 +284,19 @@ class SignalingProtocol(WebSocketServerProtocol):
         self._kicked = True
         self._error(code, text)
         self.sendClose(close_code, text)
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented server-to-client text frame (RFC 6455 section 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return _SHORT_HEADERS[n] + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
+_SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
 
 
 def _param(request, name):
