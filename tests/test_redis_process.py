@@ -81,7 +81,7 @@ def redis(tmp_path):
 
 
 @pytest.fixture
-def cluster(rtcsvc, redis):
+def cluster(redis, rtcsvc):  # redis first: it outlives the processes at teardown
     """``cluster(n, *args)``: n rtcsvc processes sharing ``redis`` (no rate limit: the tests
     send bursts)."""
 
