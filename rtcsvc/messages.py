@@ -52,7 +52,11 @@ def parse(payload: bytes) -> Signal | Report:
         to = message.get("to")
         if to is not None and type(to) is not str:
             raise BadMessage("'to' must be a peer id (a string)")
-        return Signal(to, orjson.dumps(message["data"]))
+        try:
+            return Signal(to, orjson.dumps(message["data"]))
+        except orjson.JSONEncodeError:
+            # orjson reads 1024 levels of nesting but writes only 255: refuse, don't crash.
+            raise BadMessage("'data' is nested too deeply") from None
     if kind == "report":
         return _parse_report(message.get("data"))
     if type(kind) is not str:
