@@ -1,0 +1,196 @@
+"""RedisHub against a real redis-server, in this test's reactor: several hubs play processes.
+
+The cases that whole-process tests cannot provoke on demand live here: a queue overflowing for a
+dropped peer, the grace period running out, a resume on the same process while the old socket
+is still half-open, a process that stops heartbeating, and Redis refusing connections.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+from zope.interface.verify import verifyObject
+
+from rtcsvc.hub import IHub, RoomFull, Unavailable, UnknownPeer
+from rtcsvc.redis_hub import RedisHub, parse_redis_url
+from tests.support.redis import RedisServer, redis_available
+from tests.support.service import free_port
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not redis_available(), reason="needs Debian's redis-server"),
+]
+
+
+class Connection:
+    def __init__(self):
+        self.received = []
+        self.superseded = False
+
+    def send(self, payload):
+        self.received.append(orjson.loads(payload))
+
+    def supersede(self):
+        self.superseded = True
+
+    def of_type(self, kind):
+        return [m for m in self.received if m["type"] == kind]
+
+
+def sleep(seconds):
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.inlineCallbacks
+def until(predicate, timeout=5.0, what="condition"):
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        assert reactor.seconds() < deadline, f"timed out waiting for {what}"
+        yield sleep(0.02)
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer.start(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hubs(redis):
+    """``hubs(n, **options)``: n started RedisHubs (each one "process"), all ready."""
+    made = []
+
+    @pytest_twisted.inlineCallbacks
+    def make(n=2, **options):
+        new = [RedisHub(reactor, parse_redis_url(redis.url), **options) for _ in range(n)]
+        for hub in new:
+            hub.start()
+            made.append(hub)
+        yield until(lambda: all(hub.available for hub in new), what="hubs ready")
+        return new
+
+    yield make
+    for hub in made:
+        hub.close()
+        pytest_twisted.blockon(hub.stop())
+
+
+@pytest_twisted.inlineCallbacks
+def test_redis_hub_provides_the_hub_interface(hubs):
+    hub, = yield hubs(1)
+    assert verifyObject(IHub, hub)
+
+
+@pytest_twisted.inlineCallbacks
+def test_concurrent_joins_from_two_processes_never_exceed_capacity(hubs):
+    a, b = yield hubs(2, max_peers=3)
+    attempts = [hub.join("race", Connection()) for _ in range(5) for hub in (a, b)]
+    results = yield defer.DeferredList(attempts, consumeErrors=True)
+    welcomed = [r for ok, r in results if ok]
+    full = [r for ok, r in results if not ok]
+    assert len(welcomed) == 3
+    assert len(full) == 7 and all(f.check(RoomFull) for f in full)
+
+
+@pytest_twisted.inlineCallbacks
+def test_unknown_peer_is_answered_from_the_local_view_of_the_room(hubs):
+    a, b = yield hubs(2)
+    ra = yield a.join("room", Connection())
+    rb = yield b.join("room", Connection())
+    yield until(lambda: rb.member.id in a.members_of("room"), what="peer-joined on a")
+    a.signal(ra.member, rb.member.id, b'"ok"')  # the peer on the other process is known
+    with pytest.raises(UnknownPeer):
+        a.signal(ra.member, "nobody", b"1")
+    with pytest.raises(UnknownPeer):
+        a.signal(ra.member, ra.member.id, b"1")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_queue_over_its_bound_frees_the_dropped_seat(hubs):
+    a, b = yield hubs(2, backlog_limit=5)
+    sender = Connection()
+    rs = yield a.join("room", sender)
+    rd = yield b.join("room", Connection())
+    b.drop(rd.member)
+    yield sleep(0.2)
+    for i in range(6):
+        a.signal(rs.member, rd.member.id, str(i).encode())
+    yield until(lambda: sender.of_type("peer-left"), what="peer-left")
+    assert sender.of_type("peer-left") == [{"type": "peer-left", "id": rd.member.id}]
+    assert rd.member.id not in a.members_of("room")
+    assert b.peer_count == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_grace_period_running_out_sends_peer_left(hubs):
+    a, b = yield hubs(2, resume_grace=0.5)
+    other = Connection()
+    yield a.join("room", other)
+    rd = yield b.join("room", Connection())
+    b.drop(rd.member)
+    yield sleep(0.3)
+    assert other.of_type("peer-left") == []
+    yield until(lambda: other.of_type("peer-left"), timeout=2, what="peer-left")
+
+
+@pytest_twisted.inlineCallbacks
+def test_resume_on_the_same_process_supersedes_a_half_open_socket(hubs):
+    a, b = yield hubs(2)
+    other = Connection()
+    ro = yield b.join("room", other)
+    old = Connection()
+    first = yield a.join("room", old)
+    new = Connection()
+    again = yield a.join("room", new, first.token)
+    assert again.resumed and again.member.id == first.member.id
+    assert old.superseded
+    b.signal(ro.member, first.member.id, b'"to the new socket"')
+    yield until(lambda: new.of_type("signal"), what="signal")
+    assert old.of_type("signal") == []
+    assert other.of_type("peer-left") == [] and len(other.of_type("peer-joined")) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_resume_moves_the_seat_and_the_old_process_lets_go(hubs):
+    a, b = yield hubs(2)
+    other = Connection()
+    ro = yield b.join("room", other)
+    first = yield a.join("room", Connection())
+    a.drop(first.member)
+    yield sleep(0.1)
+    b.signal(ro.member, first.member.id, b'"queued"')
+    yield sleep(0.1)
+    moved = yield b.join("room", Connection(), first.token)
+    assert moved.resumed and [orjson.loads(p) for p in moved.backlog] == [
+        {"type": "signal", "from": ro.member.id, "data": "queued"}]
+    yield until(lambda: a.peer_count == 0, what="process a forgetting the seat")
+    assert a.room_count == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_peers_of_a_process_that_stops_heartbeating_leave(hubs):
+    a, b = yield hubs(2, lease_ttl=0.9)
+    watcher = Connection()
+    yield a.join("room", watcher)
+    rb = yield b.join("room", Connection())
+    # Process b "dies": no more heartbeats, connections cut, nothing cleaned up.
+    b._heartbeat.stop()
+    for factory in b._factories:
+        factory.disconnect()
+    yield until(lambda: watcher.of_type("peer-left"), timeout=3, what="peer-left")
+    assert watcher.of_type("peer-left") == [{"type": "peer-left", "id": rb.member.id}]
+
+
+@pytest_twisted.inlineCallbacks
+def test_joins_fail_with_unavailable_when_redis_is_unreachable():
+    hub = RedisHub(reactor, parse_redis_url(f"redis://127.0.0.1:{free_port()}/0"))
+    hub.start()
+    try:
+        with pytest.raises(Unavailable):
+            yield hub.join("room", Connection())
+    finally:
+        hub.close()
+        yield hub.stop()
