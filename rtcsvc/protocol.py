@@ -163,6 +163,13 @@ class SignalingProtocol(WebSocketServerProtocol):
 
     # -- frames
 
+    def onMessageEnd(self):
+        # Autobahn's version also fires its observer event "message" (a Deferred and its
+        # callbacks per message) that nothing here listens to; deliver the message directly.
+        if not self.failedByMe:
+            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
+
     def onMessage(self, payload, isBinary):
         member = self._member
         if member is None:
