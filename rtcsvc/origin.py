@@ -65,10 +65,12 @@ class TrustedProxies:
                     client = hop
                     if not self.trusts(hop):
                         break
-            proto = (header("x-forwarded-proto") or "").split(",")[0].strip().lower()
+            # Proxies append to these lists: the last entry is the one our trusted proxy
+            # wrote; earlier ones are whatever the client sent.
+            proto = (header("x-forwarded-proto") or "").split(",")[-1].strip().lower()
             if proto in ("http", "https"):
                 scheme = proto
-            forwarded_host = (header("x-forwarded-host") or "").split(",")[0].strip()
+            forwarded_host = (header("x-forwarded-host") or "").split(",")[-1].strip()
             if forwarded_host:
                 host = forwarded_host
         return RequestView(client, scheme, host)
