@@ -101,7 +101,9 @@ export class Call extends EventTarget {
       for (const link of this.links.values()) link.setIceServers(this.iceServers);
     });
     s.addEventListener("full", (ev) => {
-      this._emit("notice", { code: "room-full", message: ev.detail.message, maxPeers: this.maxPeers });
+      // The refusal may name the capacity (`maxPeers`); else we know it from an earlier welcome.
+      const cap = Number.isInteger(ev.detail.maxPeers) ? ev.detail.maxPeers : this.maxPeers;
+      this._emit("notice", { code: "room-full", message: ev.detail.message, maxPeers: cap });
     });
     s.addEventListener("superseded", () => this._emit("notice", { code: "superseded" }));
     s.addEventListener("error", (ev) => {

@@ -279,6 +279,7 @@ function startCall(room, name) {
   call.addEventListener("membership", () => {
     const n = call.links.size;
     document.body.classList.toggle("alone", n === 0);
+    $("#people-count").textContent = n === 0 ? "Just you" : `${n + 1} in call`;
   });
   call.addEventListener("chat", (ev) => {
     app.chat.addMessage(ev.detail);
@@ -328,7 +329,7 @@ function startCall(room, name) {
         notice("peer-reconnecting", `Connection to ${d.name} lost. Trying again…`, { kind: "warn" });
         break;
       case "room-full":
-        notice("room-full", `This room is full${call.maxPeers ? ` (${call.maxPeers} people)` : ""}. Try again later or start a new call.`, {
+        notice("room-full", `This room is full${d.maxPeers ? ` (${d.maxPeers} people)` : ""}. Try again later or start a new call.`, {
           banner: true,
           action: { label: "Try again", run: () => { hideBanner(); call.signaling.restart(); } },
         });

@@ -83,7 +83,7 @@ export class Signaling extends EventTarget {
         this._onWelcome(msg);
       } else if (msg.type === "error" && msg.code === "room-full") {
         refused = true;
-        this._emit("full", { message: msg.message, code: msg.code });
+        this._emit("full", { message: msg.message, code: msg.code, maxPeers: msg.maxPeers });
       } else if (msg.type === "error") {
         this._emit("error", msg);
       } else if (msg.type === "peer-joined" || msg.type === "peer-left" ||
