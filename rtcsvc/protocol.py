@@ -206,7 +206,8 @@ class SignalingProtocol(WebSocketServerProtocol):
             # One error per burst of refusals: answering every flooded message would let
             # the flood make us write as much as it sends.
             self._error("rate-limited", "Too many messages; slow down.")
-        elif self._limited > self.factory.limits.burst:
+        elif self._limited > self.factory.limits.burst and not self._kicked:
+            # Once: the rest of the flood already read arrives after our close frame.
             self._kicked = True
             self.factory.metrics.errors.labels("rate-limit-close").inc()
             self.sendCloseFrame(CLOSE_POLICY, b"Rate limit exceeded.", isReply=False)
@@ -284,6 +285,11 @@ class SignalingProtocol(WebSocketServerProtocol):
         return self._member.id if self._member is not None else "-"
 
     def _error(self, code: str, text: str) -> None:
+        if self.state != self.STATE_OPEN:
+            # Frames that arrived after our close (a flood closed with 1008 keeps coming in
+            # the same read): sendMessage() would raise Disconnected and drop the socket
+            # before the client reads why.
+            return
         self.factory.metrics.errors.labels(code).inc()
         self.sendMessage(messages.error(code, text), False)
 

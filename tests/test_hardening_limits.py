@@ -1,0 +1,146 @@
+"""Limits against a real ``twistd rtcsvc``: the rate limit, the connection caps, invite tokens.
+
+Each test runs the real process and abuses it from raw sockets (``tests/support/rawws``): a
+flooder is limited and closed while a bystander pair's signals all arrive in order; handshakes
+past ``--max-connections`` get 503 and past ``--max-connections-per-client`` get 429 (counting
+the real client behind a trusted proxy, and only there); slots come back when sockets close.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rtcsvc.invite import mint_room_token
+from tests.support import rawws
+from tests.support.rawws import HandshakeRefused, RawWebSocket, text_frame
+from tests.support.service import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_flood_is_rate_limited_then_closed_with_1008_while_other_rooms_flow(rtcsvc):
+    """Defaults (50/s, burst 300): 5000 messages at once get one rate-limited, then 1008."""
+    svc = rtcsvc()
+    flooder, _ = rawws.join(svc.port, "flood")
+    a, wa = rawws.join(svc.port, "calm")
+    b, wb = rawws.join(svc.port, "calm")
+    a.recv_type("peer-joined")
+    flood = b"".join(text_frame({"type": "signal", "data": {"n": i}}) for i in range(5000))
+    sender = threading.Thread(target=lambda: _send_ignoring_reset(flooder, flood))
+    sender.start()
+    got, worst = [], 0.0
+    for n in range(200):
+        started = time.monotonic()
+        a.signal({"n": n}, to=wb["id"])
+        message = b.recv_type("signal")
+        worst = max(worst, time.monotonic() - started)
+        assert message["from"] == wa["id"]
+        got.append(message["data"]["n"])
+    sender.join(10)
+    assert got == list(range(200))
+    assert worst < 0.5  # the flood in another room does not hold up this one
+    answers = []
+    with pytest.raises(rawws.Closed) as closed:
+        while True:
+            answers.append(flooder.recv(5)["code"])
+    assert closed.value.code == 1008
+    assert answers and set(answers) == {"rate-limited"}
+    assert len(answers) <= 3  # one per run of refusals, not one per flooded message
+    assert rawws.metric(svc.port, "rtcsvc_errors_total", code="rate-limit-close") == 1
+    assert rawws.metric(svc.port, "rtcsvc_errors_total", code="rate-limited") == len(answers)
+    a.close(), b.close()
+
+
+def _send_ignoring_reset(ws, data):
+    try:
+        ws.send_raw(data)
+    except OSError:
+        pass  # the server closed on us mid-flood: that is the point
+
+
+def test_a_burst_within_the_rate_burst_passes_untouched(rtcsvc):
+    """The limit is not a cap on calls: a mesh's ICE burst (300 at once, the default) passes."""
+    svc = rtcsvc()
+    a, wa = rawws.join(svc.port, "burst")
+    b, wb = rawws.join(svc.port, "burst")
+    a.recv_type("peer-joined")
+    a.send_raw(b"".join(text_frame({"type": "signal", "to": wb["id"], "data": i})
+                        for i in range(299))
+               + text_frame({"type": "signal", "to": "nobody", "data": "300th"}))
+    assert [b.recv()["data"] for _ in range(299)] == list(range(299))
+    assert a.recv()["code"] == "unknown-peer"  # the 300th passed too: no rate-limited
+    a.close(), b.close()
+
+
+def _refused(port, **kwargs):
+    with pytest.raises(HandshakeRefused) as refused:
+        RawWebSocket.connect(port, **kwargs)
+    return refused.value.status
+
+
+def test_the_handshake_past_max_connections_gets_503_until_a_slot_frees(rtcsvc):
+    svc = rtcsvc(["--max-connections", "5"])
+    open_ = [rawws.join(svc.port, f"room{i}")[0] for i in range(5)]
+    assert _refused(svc.port, room="room5") == 503
+    assert rawws.get_json(svc.port)["connections"] == 5  # plain HTTP still answers
+    open_.pop().close()
+    wait_for(lambda: rawws.get_json(svc.port)["connections"] == 4, 5, "the slot to free")
+    open_.append(rawws.join(svc.port, "room5")[0])
+    assert rawws.metric(svc.port, "rtcsvc_handshakes_refused_total", reason="server-full") == 1
+    for ws in open_:
+        ws.close()
+
+
+def test_the_handshake_past_the_per_client_cap_gets_429_and_forged_forwarding_is_ignored(rtcsvc):
+    """Without --trusted-proxy, X-Forwarded-For is the client's claim: it buys no more slots."""
+    svc = rtcsvc(["--max-connections-per-client", "3"])
+    open_ = [rawws.join(svc.port, "r", headers=[("X-Forwarded-For", f"198.51.100.{i}")])[0]
+             for i in range(3)]
+    assert _refused(svc.port, room="r", headers=[("X-Forwarded-For", "198.51.100.9")]) == 429
+    open_.pop().close()
+    wait_for(lambda: rawws.get_json(svc.port)["connections"] == 2, 5, "the slot to free")
+    open_.append(rawws.join(svc.port, "r")[0])
+    assert rawws.metric(svc.port, "rtcsvc_handshakes_refused_total", reason="client-limit") == 1
+    for ws in open_:
+        ws.close()
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_address_has_its_own_cap(rtcsvc):
+    svc = rtcsvc(["--max-connections-per-client", "3", "--trusted-proxy", "127.0.0.1"])
+
+    def via(address):
+        return {"headers": [("X-Forwarded-For", address)]}
+
+    first = [rawws.join(svc.port, "r1", **via("198.51.100.1"))[0] for _ in range(3)]
+    assert _refused(svc.port, room="r1", **via("198.51.100.1")) == 429
+    second = [rawws.join(svc.port, "r2", **via("198.51.100.2"))[0] for _ in range(3)]
+    assert _refused(svc.port, room="r2", **via("198.51.100.2")) == 429
+    first.pop().close()
+    wait_for(lambda: rawws.get_json(svc.port)["connections"] == 5, 5, "the slot to free")
+    first.append(rawws.join(svc.port, "r1", **via("198.51.100.1"))[0])
+    assert rawws.metric(svc.port, "rtcsvc_handshakes_refused_total", reason="client-limit") == 2
+    for ws in first + second:
+        ws.close()
+
+
+def test_with_a_room_secret_only_a_valid_unexpired_invite_for_that_room_gets_in(rtcsvc, tmp_path):
+    secret = b"an invite secret of at least sixteen bytes"
+    secret_file = tmp_path / "room-secret"
+    secret_file.write_bytes(secret)
+    svc = rtcsvc(["--room-secret-file", str(secret_file)])
+    later = int(time.time()) + 600
+    good = mint_room_token(secret, "team", later)
+    assert _refused(svc.port, room="team") == 403
+    assert _refused(svc.port, room="team", query="?token=" + mint_room_token(
+        secret, "other", later)) == 403
+    assert _refused(svc.port, room="team", query="?token=" + mint_room_token(
+        secret, "team", int(time.time()) - 1)) == 403
+    assert _refused(svc.port, room="team", query="?token=" + mint_room_token(
+        b"not the secret, but as long", "team", later)) == 403
+    ws, welcome = rawws.join(svc.port, "team", query="?token=" + good)
+    assert welcome["room"] == "team"
+    assert rawws.metric(svc.port, "rtcsvc_handshakes_refused_total", reason="invite") == 4
+    ws.close()
