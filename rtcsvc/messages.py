@@ -7,6 +7,7 @@ pre-built envelope instead of building a dict per delivery. The contract is docs
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import orjson
@@ -94,7 +95,9 @@ def _parse_report(data) -> Report:
 
 def encode_id(peer_id: str) -> bytes:
     """A peer id as a JSON string, pre-encoded once per peer for the signal envelope."""
-    return orjson.dumps(peer_id)
+    # Not orjson: its output keeps a 4 KiB buffer however short it is, and this one lives as
+    # long as the peer (a third of an idle connection's memory, docs/performance.md).
+    return json.dumps(peer_id).encode()
 
 
 def signal(encoded_from: bytes, data: bytes) -> bytes:
