@@ -118,8 +118,10 @@ docs/protocol.md; threats and limits are docs/reliability.md.
          "Seconds between WebSocket pings; a peer that misses one for --ping-timeout is "
          "dropped, then held --resume-grace before peer-left.",
          _bounded("ping-interval", float, 0.1, 3600)],
-        ["ping-timeout", None, 10.0, "Seconds to wait for a ping's pong.",
-         _bounded("ping-timeout", float, 0.1, 3600)],
+        ["ping-timeout", None, 10.0,
+         "Seconds to wait for a ping's pong. At least 2: Autobahn rounds its timers down "
+         "to whole seconds, so a shorter wait could drop a healthy peer.",
+         _bounded("ping-timeout", float, 2, 3600)],
         ["handshake-timeout", None, 10.0,
          "Seconds a client has to send a complete HTTP request (and finish the WebSocket "
          "handshake); slower ones are disconnected.",
