@@ -163,7 +163,9 @@ def test_screen_share_replaces_the_outgoing_video_track_and_back(rtcsvc, browser
                            if t["kind"] == "video"]
 
     a.page.click("#btn-share")
-    a.wait("() => window.rtcsvc.state.media.sharing", what="screen sharing to start")
+    a.wait("""(peer) => window.rtcsvc.state.media.sharing &&
+               window.rtcsvc.outgoing(peer).some(t => t.kind === 'video' && t.label.startsWith('screen'))""",
+           b_id, what="screen sharing to start")
     shared = [t for t in a.page.evaluate("(id) => window.rtcsvc.outgoing(id)", b_id) if t["kind"] == "video"]
     assert len(camera) == len(shared) == 1
     assert shared[0]["id"] != camera[0]["id"]
@@ -181,9 +183,10 @@ def test_screen_share_replaces_the_outgoing_video_track_and_back(rtcsvc, browser
     assert remote_track_after == remote_track_before
 
     a.page.click("#btn-share")
-    a.wait("() => !window.rtcsvc.state.media.sharing")
-    back = [t for t in a.page.evaluate("(id) => window.rtcsvc.outgoing(id)", b_id) if t["kind"] == "video"]
-    assert back[0]["id"] == camera[0]["id"]
+    # replaceTrack resolves a moment later: the camera's own track goes out again.
+    a.wait("""([peer, camera]) => !window.rtcsvc.state.media.sharing &&
+               window.rtcsvc.outgoing(peer).some(t => t.kind === 'video' && t.id === camera)""",
+           [b_id, camera[0]["id"]], what="the camera track to be sent again")
     b.wait_peer(a_id, "!p.sharing")
 
 
