@@ -284,3 +284,19 @@ def test_metrics_count_the_call_setups_both_browsers_reported(rtcsvc, browser, p
     assert setups() == 2
     histogram = metric_samples(svc.http_url, "rtcsvc_call_setup_seconds_count")
     assert sum(histogram.values()) == 2
+
+
+def test_fifty_megabyte_file_arrives_intact(rtcsvc, browser, people, room):
+    """The issue's size bar: 50 MB through the data channel with backpressure, same SHA-256."""
+    svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
+    size = 50 * 1024 * 1024
+    data_transfer = a.page.evaluate_handle(MAKE_FILE, size)
+    for event in ("dragenter", "dragover", "drop"):
+        a.page.dispatch_event("#stage", event, {"dataTransfer": data_transfer})
+    b.wait("() => window.rtcsvc.transfers.some(t => t.direction === 'in' && t.done && t.url)",
+           timeout=120_000, what="the 50 MB file to arrive")
+    got = b.page.evaluate(RECEIVED)
+    assert got["size"] == size
+    assert got["sha"] == a.page.evaluate("window.__sentSha")
+    a.wait("() => window.rtcsvc.transfers.some(t => t.direction === 'out' && t.done && !t.failed)",
+           timeout=30_000)
