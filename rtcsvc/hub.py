@@ -23,6 +23,8 @@ from rtcsvc import messages
 
 #: Signals queued for a dropped peer before it counts as gone; bounds memory per absent peer.
 DEFAULT_BACKLOG_LIMIT = 1024
+#: ... and their bytes: 1024 signals of 64 KiB would be 64 MiB held for one absent peer.
+DEFAULT_BACKLOG_BYTES = 1 << 20
 
 
 class RoomFull(Exception):
@@ -91,6 +93,7 @@ class Member:
     token: str
     encoded_id: bytes
     backlog: deque = field(default_factory=deque)
+    backlog_bytes: int = 0
     expiry: Any = None
 
 
@@ -126,11 +129,13 @@ class Hub:
     """The in-memory hub: all rooms of one process."""
 
     def __init__(self, clock, max_peers: int = 6, resume_grace: float = 30.0,
-                 backlog_limit: int = DEFAULT_BACKLOG_LIMIT):
+                 backlog_limit: int = DEFAULT_BACKLOG_LIMIT,
+                 backlog_bytes: int = DEFAULT_BACKLOG_BYTES):
         self._clock = clock
         self.max_peers = max_peers
         self.resume_grace = resume_grace
         self.backlog_limit = backlog_limit
+        self.backlog_bytes = backlog_bytes
         self._rooms: dict[str, Room] = {}
         self._tokens: dict[str, Member] = {}
         #: Signals handed to recipients (a delivery per recipient). A plain int: the metrics
@@ -218,6 +223,7 @@ class Hub:
             previous.supersede()
         backlog = list(member.backlog)
         member.backlog.clear()
+        member.backlog_bytes = 0
         peers = [peer_id for peer_id in member.room.members if peer_id != member.id]
         return JoinResult(member, peers, self._new_token(member), True, backlog)
 
@@ -231,8 +237,10 @@ class Hub:
         connection = member.connection
         if connection is not None:
             connection.send(payload)
-        elif len(member.backlog) < self.backlog_limit:
+        elif (len(member.backlog) < self.backlog_limit
+              and member.backlog_bytes + len(payload) <= self.backlog_bytes):
             member.backlog.append(payload)
+            member.backlog_bytes += len(payload)
         else:
             # Too much for a peer that is not there: give up its seat rather than grow.
             self._remove(member)
@@ -257,6 +265,7 @@ class Hub:
         del room.members[member.id]
         self._tokens.pop(member.token, None)
         member.backlog.clear()
+        member.backlog_bytes = 0
         member.connection = None
         if not room.members:
             del self._rooms[room.name]
