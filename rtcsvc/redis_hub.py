@@ -49,7 +49,7 @@ _log = Logger()
 #: A process whose lease is this old is dead: its seats are swept and its peers leave their rooms.
 DEFAULT_LEASE_TTL = 10.0
 #: A join that Redis has not answered in this time is refused with ``unavailable``.
-DEFAULT_JOIN_TIMEOUT = 3.0
+DEFAULT_JOIN_TIMEOUT = 5.0
 #: Reconnection back-off cap: after a Redis restart, seats are re-registered within about this.
 RECONNECT_MAX_DELAY = 2.0
 
