@@ -98,6 +98,7 @@ class RawWebSocket:
         if rcvbuf is not None:
             # Before connect, so the TCP window is small from the start.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle/delayed-ACK stalls
         sock.settimeout(timeout)
         try:
             sock.connect((host, port))
