@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.support.browser import browser, people, playwright_driver, room  # noqa: F401
+from tests.support.browser import browser, people, playwright_driver, room, screenshot_dir  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 def test_start_a_call_makes_an_unguessable_room_and_a_pasted_link_joins_it(rtcsvc, browser, people):
@@ -49,7 +47,7 @@ def test_start_a_call_makes_an_unguessable_room_and_a_pasted_link_joins_it(rtcsv
 
 
 def test_third_participant_joins_the_mesh_and_its_tile_is_removed_everywhere_when_it_leaves(
-        rtcsvc, browser, people):
+        rtcsvc, browser, people, tmp_path):
     room = secrets.token_urlsafe(16)  # what "Start a call" makes, so the screenshot looks real
     svc = rtcsvc()
     everyone = [people(browser, svc.http_url, name=n) for n in ("Ada", "Grace", "Linus")]
@@ -80,7 +78,7 @@ def test_third_participant_joins_the_mesh_and_its_tile_is_removed_everywhere_whe
     for p in everyone:
         p.wait("() => window.rtcsvc.state.peers.every(x => x.name && !x.name.startsWith('Guest'))")
     time.sleep(2.5)
-    a.screenshot(SCREENSHOTS / "call-3.png")
+    a.screenshot(screenshot_dir(tmp_path) / "call-3.png")
 
     c.page.click("#btn-leave")
     c.wait("() => window.rtcsvc.state.view === 'left'")

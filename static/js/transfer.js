@@ -16,6 +16,7 @@ const CHUNK_MAX = 64 * 1024;
 const READ_BLOCK = 1024 * 1024;
 const HIGH_WATER = 4 * 1024 * 1024;
 const LOW_WATER = 1024 * 1024;
+const REPORT_EVERY = 512 * 1024;
 export const MAX_FILE_SIZE = 2 * 1024 * 1024 * 1024;
 
 function randomId() {
@@ -214,6 +215,7 @@ export class PeerChannels extends EventTarget {
       ch.send(JSON.stringify({ t: "file", id, name: file.name, size: file.size, type: file.type }));
       let queued = 0;
       let lastReport = 0;
+      let lastReportedAt = 0;
       for (let off = 0; off < file.size; off += READ_BLOCK) {
         const block = new Uint8Array(await file.slice(off, off + READ_BLOCK).arrayBuffer());
         for (let i = 0; i < block.byteLength; i += chunk) {
@@ -223,14 +225,16 @@ export class PeerChannels extends EventTarget {
           ch.send(block.subarray(i, Math.min(i + chunk, block.byteLength)));
           queued += Math.min(chunk, block.byteLength - i);
           const now = performance.now();
-          // Report after every drain (the buffer just emptied: real progress) and at
-          // most every 100 ms otherwise.
-          if (mustWait || now - lastReport > 100) {
+          // Report after every drain (the buffer just emptied: real progress), every
+          // REPORT_EVERY bytes, and at least every 100 ms.
+          if (mustWait || queued - lastReportedAt >= REPORT_EVERY || now - lastReport > 100) {
             lastReport = now;
+            lastReportedAt = queued;
             onProgress(Math.max(0, queued - ch.bufferedAmount));
           }
         }
       }
+      onProgress(Math.max(0, queued - ch.bufferedAmount));
       const ok = await acked;
       if (ok) onProgress(file.size);
       return ok;

@@ -34,6 +34,17 @@ FAKE_MEDIA_ARGS = [
     "--auto-select-desktop-capture-source=Entire screen",
 ]
 
+#: Where the call screenshots go: docs/screenshots/ when RTCSVC_SCREENSHOTS=1 (to refresh the
+#: README's pictures), else the test's temporary directory, so a test run leaves the tree clean.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    import os
+
+    return SCREENSHOTS if os.environ.get("RTCSVC_SCREENSHOTS") == "1" else Path(tmp_path)
+
+
 #: Default bound for one wait, in milliseconds.
 WAIT_MS = 20_000
 
