@@ -28,6 +28,7 @@ from rtcsvc.ratelimit import TokenBucket
 ROOM_PATH = re.compile(r"/ws/([A-Za-z0-9_-]{1,64})\Z")
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 CLOSE_ROOM_FULL = 4001
@@ -168,7 +169,14 @@ class SignalingProtocol(WebSocketServerProtocol):
         # Autobahn's version also fires its observer event "message" (a Deferred and its
         # callbacks per message) that nothing here listens to; deliver the message directly.
         if not self.failedByMe:
-            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+            payload = b"".join(self.message_data)
+            if self.message_is_binary or _is_utf8(payload):
+                self.onMessage(payload, self.message_is_binary)
+            else:
+                # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
+                self.failedByMe = True
+                self.sendCloseFrame(CLOSE_INVALID_PAYLOAD, b"Text messages must be UTF-8.",
+                                    isReply=False)
         self.message_data = None
 
     def onMessage(self, payload, isBinary):
@@ -300,6 +308,17 @@ class SignalingProtocol(WebSocketServerProtocol):
         self.sendClose(close_code, text)
 
 
+def _is_utf8(data: bytes) -> bool:
+    """Strict UTF-8 (no surrogates, no overlong forms), as RFC 6455 asks of text messages."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _text_frame(payload: bytes) -> bytes:
     """One unmasked, unfragmented server-to-client text frame (RFC 6455 section 5.2)."""
     n = len(payload)
@@ -342,7 +361,9 @@ class SignalingFactory(WebSocketServerFactory):
         """Every Autobahn option that matters, set explicitly."""
         self.setProtocolOptions(
             webStatus=False,  # no status page with a version on plain GETs of /ws/
-            utf8validateIncoming=True,
+            # Text messages are checked whole in onMessageEnd (_is_utf8): Autobahn's
+            # byte-at-a-time validator costs 13 us per 4 KB message, str.isascii() 0.1 us.
+            utf8validateIncoming=False,
             requireMaskedClientFrames=True,
             # Checked against each frame's header: a 1 GB frame is refused before any of it
             # is buffered.
