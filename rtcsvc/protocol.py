@@ -389,8 +389,11 @@ class SignalingFactory(WebSocketServerFactory):
         # has it. As class attributes of a protocol class of this factory's own, they cost
         # nothing per connection: 29 fewer attributes in every socket's __dict__ (idle memory,
         # docs/performance.md). Functions become staticmethods so they stay plain callables.
-        options = {}
-        for name in self.protocol.CONFIG_ATTRS:
+        # With nothing left to copy, CONFIG_ATTRS is emptied: Autobahn also pretty-prints the
+        # list of copied options for a debug line on every connection, whatever the log level
+        # (pprint.pformat, ~120 us per handshake, the largest single cost of a join).
+        options = {"CONFIG_ATTRS": ()}
+        for name in SignalingProtocol.CONFIG_ATTRS:
             value = getattr(self, name)
             options[name] = staticmethod(value) if isinstance(value, FunctionType) else value
         self.protocol = type(SignalingProtocol.__name__, (SignalingProtocol,), options)
