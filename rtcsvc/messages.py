@@ -131,5 +131,6 @@ def ice_servers(servers: list) -> bytes:
     return orjson.dumps({"type": "ice-servers", "iceServers": servers})
 
 
-def error(code: str, message: str) -> bytes:
-    return orjson.dumps({"type": "error", "code": code, "message": message})
+def error(code: str, message: str, **details) -> bytes:
+    """An ``error``; ``details`` are extra fields for the app (e.g. room-full's ``maxPeers``)."""
+    return orjson.dumps({"type": "error", "code": code, "message": message, **details})

@@ -155,7 +155,8 @@ class SignalingProtocol(WebSocketServerProtocol):
             self.sendCloseFrame(CLOSE_TRY_AGAIN, b"Try again later.", isReply=False)
             return None
         failure.trap(RoomFull)
-        self._kick("room-full", "This room is full.", CLOSE_ROOM_FULL)
+        self._kick("room-full", "This room is full.", CLOSE_ROOM_FULL,
+                   maxPeers=self.factory.hub.max_peers)
 
     def _refresh_ice(self):
         factory = self.factory
@@ -293,18 +294,18 @@ class SignalingProtocol(WebSocketServerProtocol):
     def _member_id(self):
         return self._member.id if self._member is not None else "-"
 
-    def _error(self, code: str, text: str) -> None:
+    def _error(self, code: str, text: str, **details) -> None:
         if self.state != self.STATE_OPEN:
             # Frames that arrived after our close (a flood closed with 1008 keeps coming in
             # the same read): sendMessage() would raise Disconnected and drop the socket
             # before the client reads why.
             return
         self.factory.metrics.errors.labels(code).inc()
-        self.sendMessage(messages.error(code, text), False)
+        self.sendMessage(messages.error(code, text, **details), False)
 
-    def _kick(self, code: str, text: str, close_code: int) -> None:
+    def _kick(self, code: str, text: str, close_code: int, **details) -> None:
         self._kicked = True
-        self._error(code, text)
+        self._error(code, text, **details)
         self.sendClose(close_code, text)
 
 

@@ -177,6 +177,7 @@ def test_a_full_room_answers_room_full_and_closes_with_4001(client, make_server)
     c = yield client.connect(ws(server))
     error = yield c.recv()
     assert error["type"] == "error" and error["code"] == "room-full"
+    assert error["maxPeers"] == 2  # so the app can say how many fit
     code = yield c.wait_closed()
     assert code == 4001
     yield a.close()
