@@ -33,6 +33,7 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 CLOSE_ROOM_FULL = 4001
 CLOSE_SUPERSEDED = 4002
+CLOSE_NOT_INVITED = 4003
 #: Close codes with which a client says "I am leaving" rather than "my network broke".
 LEAVING = frozenset({1000, 1001})
 #: More reports than this from one connection are ignored: a mesh of six needs five.
@@ -70,6 +71,7 @@ class SignalingProtocol(WebSocketServerProtocol):
     _refresh = None
     _reports = 0
     _admitted = False
+    _invited = True
     _bucket = None
     _limited = 0  # messages refused in a row by the rate limit
     _paused = False  # the transport's buffer is full: the client is not reading
@@ -95,10 +97,6 @@ class SignalingProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(403, "This origin may not open a signaling socket here.")
         self._room = match.group(1)
         limits = factory.limits
-        if limits.room_secret is not None and not room_token_valid(
-                limits.room_secret, self._room, _param(request, "token"), factory.clock.seconds()):
-            factory.refuse("invite")
-            raise ConnectionDeny(403, "This room needs a valid invite link.")
         if factory.admitted >= limits.max_connections:
             factory.refuse("server-full")
             raise ConnectionDeny(503, "The server is at its connection limit; try again later.")
@@ -107,6 +105,11 @@ class SignalingProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(429, "Too many connections from your address.")
         factory.admit(self._client)
         self._admitted = True
+        if limits.room_secret is not None:
+            # Refused after the upgrade (see onOpen): a browser cannot read an HTTP status,
+            # and "your invite link has expired" is worth telling the person.
+            self._invited = room_token_valid(limits.room_secret, self._room,
+                                             _param(request, "token"), factory.clock.seconds())
         self._resume_token = _param(request, "resume")
         return None
 
@@ -121,6 +124,11 @@ class SignalingProtocol(WebSocketServerProtocol):
         # that stops reading shows up as pauseProducing() instead of silent buffering.
         self.transport.unregisterProducer()
         self.transport.registerProducer(self, True)
+        if not self._invited:
+            factory.refuse("invite")
+            self._kick("not-invited", "This room needs a valid, unexpired invite link.",
+                       CLOSE_NOT_INVITED)
+            return
         d = defer.maybeDeferred(factory.hub.join, self._room, self, self._resume_token)
         d.addCallbacks(self._joined, self._not_joined)
         d.addErrback(self._log.failure, "joining {room}", room=self._room)

@@ -81,6 +81,14 @@ def _refused(port, **kwargs):
     return refused.value.status
 
 
+def _not_invited(port, room, query):
+    """Upgraded, told ``not-invited``, then closed: returns the close code."""
+    ws = RawWebSocket.connect(port, room, query=query)
+    error = ws.recv()
+    assert error["type"] == "error" and error["code"] == "not-invited", error
+    return ws.wait_closed()
+
+
 def test_the_handshake_past_max_connections_gets_503_until_a_slot_frees(rtcsvc):
     svc = rtcsvc(["--max-connections", "5"])
     open_ = [rawws.join(svc.port, f"room{i}")[0] for i in range(5)]
@@ -133,13 +141,12 @@ def test_with_a_room_secret_only_a_valid_unexpired_invite_for_that_room_gets_in(
     svc = rtcsvc(["--room-secret-file", str(secret_file)])
     later = int(time.time()) + 600
     good = mint_room_token(secret, "team", later)
-    assert _refused(svc.port, room="team") == 403
-    assert _refused(svc.port, room="team", query="?token=" + mint_room_token(
-        secret, "other", later)) == 403
-    assert _refused(svc.port, room="team", query="?token=" + mint_room_token(
-        secret, "team", int(time.time()) - 1)) == 403
-    assert _refused(svc.port, room="team", query="?token=" + mint_room_token(
-        b"not the secret, but as long", "team", later)) == 403
+    for query in ("", "?token=" + mint_room_token(secret, "other", later),
+                  "?token=" + mint_room_token(secret, "team", int(time.time()) - 1),
+                  "?token=" + mint_room_token(b"not the secret, but as long", "team", later)):
+        assert _not_invited(svc.port, "team", query) == 4003
+    assert rawws.get_json(svc.port) == {"status": "ok", "rooms": 0, "peers": 0,
+                                        "connections": 0}
     ws, welcome = rawws.join(svc.port, "team", query="?token=" + good)
     assert welcome["room"] == "team"
     assert rawws.metric(svc.port, "rtcsvc_handshakes_refused_total", reason="invite") == 4

@@ -106,6 +106,7 @@ export class Call extends EventTarget {
       this._emit("notice", { code: "room-full", message: ev.detail.message, maxPeers: cap });
     });
     s.addEventListener("superseded", () => this._emit("notice", { code: "superseded" }));
+    s.addEventListener("not-invited", () => this._emit("notice", { code: "not-invited" }));
     s.addEventListener("error", (ev) => {
       this._emit("server-error", ev.detail);
     });

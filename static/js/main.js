@@ -310,9 +310,7 @@ function startCall(room, name) {
         notice("connection-lost", "Connection to the server lost. Reconnecting… (the call goes on meanwhile)", { banner: true });
         break;
       case "server-unreachable":
-        notice("server-unreachable", inviteToken()
-          ? "Can't reach the server, or this invite link has expired. Retrying…"
-          : "Can't reach the server. Retrying…", { banner: true });
+        notice("server-unreachable", "Can't reach the server. Retrying…", { banner: true });
         break;
       case "superseded":
         notice("superseded", "This call continues in another window or tab.", {
@@ -327,6 +325,11 @@ function startCall(room, name) {
         break;
       case "peer-reconnecting":
         notice("peer-reconnecting", `Connection to ${d.name} lost. Trying again…`, { kind: "warn" });
+        break;
+      case "not-invited":
+        notice("not-invited", "This invite link is not valid or has expired. Ask for a new one.",
+          { banner: true });
+        setNet("closed");
         break;
       case "room-full":
         notice("room-full", `This room is full${d.maxPeers ? ` (${d.maxPeers} people)` : ""}. Try again later or start a new call.`, {

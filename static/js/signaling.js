@@ -15,6 +15,7 @@
 //   status       {status: "connecting"|"open"|"reconnecting"|"closed", failures, everOpened}
 //   full         {message}       the room is full; no reconnect is attempted
 //   superseded   {}              close 4002: the session continues on a newer socket
+//   not-invited  {message}       close 4003: the room is closed and our invite is bad or expired
 
 const BACKOFF_START_MS = 400;
 const BACKOFF_MAX_MS = 10000;
@@ -84,6 +85,9 @@ export class Signaling extends EventTarget {
       } else if (msg.type === "error" && msg.code === "room-full") {
         refused = true;
         this._emit("full", { message: msg.message, code: msg.code, maxPeers: msg.maxPeers });
+      } else if (msg.type === "error" && msg.code === "not-invited") {
+        refused = true;
+        this._emit("not-invited", { message: msg.message });
       } else if (msg.type === "error") {
         this._emit("error", msg);
       } else if (msg.type === "peer-joined" || msg.type === "peer-left" ||
@@ -99,7 +103,7 @@ export class Signaling extends EventTarget {
         this._setStatus("closed");
         return;
       }
-      if (refused || ev.code === 4001) {
+      if (refused || ev.code === 4001 || ev.code === 4003) {
         this.stopped = true;
         this._setStatus("closed");
         return;
