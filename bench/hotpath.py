@@ -74,12 +74,17 @@ def client_frame(payload: bytes, opcode: int = 1) -> bytes:
     return header + MASK + masked
 
 
+#: Rate limiting off, as in bench/run; --rate-limited turns on a bucket that never refuses,
+#: to price the limiter itself.
+LIMITS = Limits(rate=0)
+
+
 def make_factory() -> SignalingFactory:
     clock = Clock()
     return SignalingFactory(
         Hub(clock, max_peers=8, resume_grace=30.0), clock=clock,
         ice=IceConfig((), (), None, 86400), origins=OriginPolicy([]),
-        proxies=TrustedProxies([]), metrics=Metrics(), limits=Limits(rate=0))
+        proxies=TrustedProxies([]), metrics=Metrics(), limits=LIMITS)
 
 
 def open_socket(factory, room: str):
@@ -146,7 +151,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=["relay", "relay4000", "churn"])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rate-limited", action="store_true",
+                        help="with a per-socket token bucket (that never runs dry)")
     args = parser.parse_args()
+    if args.rate_limited:
+        global LIMITS
+        LIMITS = Limits(rate=1e9, burst=10**9)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     cases = {
         "relay": ("relay S=200, 8/read", lambda: relay(40000, 200, 8), 40000),
