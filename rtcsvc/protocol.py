@@ -34,8 +34,9 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_ROOM_FULL = 4001
 CLOSE_SUPERSEDED = 4002
 CLOSE_NOT_INVITED = 4003
-#: Close codes with which a client says "I am leaving" rather than "my network broke".
-LEAVING = frozenset({1000, 1001})
+#: Close codes with which a client says "I am leaving" rather than "my network broke"; None is
+#: a close frame without a code, which is what a browser's ``ws.close()`` sends.
+LEAVING = frozenset({1000, 1001, None})
 #: More reports than this from one connection are ignored: a mesh of six needs five.
 MAX_REPORTS = 32
 
@@ -280,7 +281,8 @@ class SignalingProtocol(WebSocketServerProtocol):
         member, self._member = self._member, None
         if member is None:
             return
-        leaving = self._kicked or (not self.closedByMe and self.remoteCloseCode in LEAVING)
+        leaving = self._kicked or (
+            wasClean and not self.closedByMe and self.remoteCloseCode in LEAVING)
         if leaving:
             factory.hub.leave(member)
         else:

@@ -12,7 +12,7 @@ import pytest_twisted
 from twisted.internet import reactor, task, threads
 
 from rtcsvc.tap import Options, makeService
-from tests.support.clients import CLIENTS, ClosedError, HandshakeRefused
+from tests.support.clients import CLIENTS, AutobahnClient, HandshakeRefused
 from tests.support.service import free_port
 
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -236,6 +236,18 @@ def test_a_clean_close_is_a_leave_announced_at_once(client, server):
     b, wb = yield join(client, server)
     yield a.recv()
     yield b.close(1001)
+    left = yield a.recv(timeout=0.8)  # well inside the 1 s grace period
+    assert left == {"type": "peer-left", "id": wb["id"]}
+    yield a.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_close_frame_without_a_code_is_a_leave_too(server):
+    """What a browser's ws.close() sends: a deliberate close, so no grace period."""
+    a, wa = yield join(AutobahnClient, server)
+    b, wb = yield join(AutobahnClient, server)
+    yield a.recv()
+    b.protocol.sendClose()  # no code, no reason
     left = yield a.recv(timeout=0.8)  # well inside the 1 s grace period
     assert left == {"type": "peer-left", "id": wb["id"]}
     yield a.close()
