@@ -8,6 +8,7 @@ flags (--pidfile, --logfile, --uid/--gid after binding 443, ...) work unchanged.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -306,6 +307,7 @@ def makeService(config, reactor=None):
             description += f":privateKey={_escape(key)}:certKey={_escape(cert)}"
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     _SignalingShutdown(factory, hub).setServiceParent(top)
+    _CollectorTuning().setServiceParent(top)
     if config["redis"] is not None:
         RedisHubService(hub).setServiceParent(top)
     return top
@@ -314,6 +316,29 @@ def makeService(config, reactor=None):
 def _escape(path: Path) -> str:
     # Endpoint strings use ':' and '=' as separators.
     return str(path).replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+#: The cyclic collector's generation-0 threshold in a running server (CPython's default: 700).
+GC_THRESHOLD = (7000, 20, 20)
+
+
+class _CollectorTuning(service.Service):
+    """
+    Fewer cyclic-garbage collections once the server runs.
+
+    Joins and leaves leave reference cycles behind (protocol <-> transport <-> Deferreds,
+    Autobahn's handshake state), about 30 container objects per join+leave net of what is freed,
+    so with CPython's default gen-0 threshold of 700 the collector ran 128 times per 3,000
+    join+leave cycles, including the older-generation passes that re-scan everything alive
+    (every open socket): ~31 us of every cycle (bench/hotpath.py). At 7,000 (and 20 young
+    collections per older one) it runs 13 times for the same work, ~10 us per cycle. Relayed
+    messages leave no cycles, so the relay path does not change. Cyclic garbage is still
+    collected, only in batches ten times larger (a few hundred KiB at most).
+    """
+
+    def startService(self):
+        super().startService()
+        gc.set_threshold(*GC_THRESHOLD)
 
 
 class _SignalingShutdown(service.Service):
