@@ -26,6 +26,7 @@ from rtcsvc import messages
 from rtcsvc.hub import Hub, UnknownPeer
 from tests.support import rawws
 from tests.support.rawws import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, frame
+from tests.support.peers import RecordingConnection
 from tests.support.service import RtcsvcProcess, wait_for
 
 # -- strategies
@@ -141,17 +142,6 @@ def same_json(sent, got) -> bool:
 # -- in memory: the message handler
 
 
-class Recorder:
-    def __init__(self):
-        self.sent = []
-
-    def send(self, payload):
-        self.sent.append(payload)
-
-    def supersede(self):
-        pass
-
-
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=200) | st.text(max_size=60).map(
     lambda t: t.encode("utf-8", "surrogatepass")))
@@ -175,12 +165,12 @@ def test_the_handler_answers_any_json_with_a_relay_from_the_sender_or_bad_messag
     else:
         payload = json.dumps(value).encode("utf-8", "surrogatepass")
     hub = Hub(Clock())
-    a, b, c = Recorder(), Recorder(), Recorder()
+    a, b, c = RecordingConnection(), RecordingConnection(), RecordingConnection()
     sender = hub.join("room", a).member
     partner = hub.join("room", b).member
     hub.join("elsewhere", c)
-    a.sent.clear()
-    b.sent.clear()
+    a.payloads.clear()
+    b.payloads.clear()
     try:
         message = messages.parse(payload)
     except messages.BadMessage:
@@ -197,13 +187,13 @@ def test_the_handler_answers_any_json_with_a_relay_from_the_sender_or_bad_messag
     except UnknownPeer:
         assert message.to != partner.id
         return
-    assert c.sent == [] and a.sent == []
+    assert c.payloads == [] and a.payloads == []
     if isinstance(value, tuple):
         assert value[1] < 300
-        assert len(b.sent) == 1
+        assert len(b.payloads) == 1
         return
-    assert len(b.sent) == 1
-    relayed = orjson.loads(b.sent[0])
+    assert len(b.payloads) == 1
+    relayed = orjson.loads(b.payloads[0])
     assert relayed["type"] == "signal" and relayed["from"] == sender.id
     assert set(relayed) == {"type", "from", "data"}
     assert same_json(value["data"], relayed["data"])

@@ -17,25 +17,15 @@ from twisted.internet.task import Clock
 from rtcsvc.hub import Hub
 from tests.support import rawws
 from tests.support.rawws import Closed, HandshakeRefused, RawWebSocket, text_frame
+from tests.support.peers import RecordingConnection
 from tests.support.service import wait_for
-
-
-class _Recorder:
-    def __init__(self):
-        self.sent = []
-
-    def send(self, payload):
-        self.sent.append(payload)
-
-    def supersede(self):
-        pass
 
 
 def test_an_absent_peers_queue_is_bounded_in_bytes_then_its_seat_is_freed():
     """A dropped peer's queue holds at most backlog_bytes; past that it counts as gone."""
     hub = Hub(Clock(), backlog_bytes=100_000)
-    sender = hub.join("room", _Recorder()).member
-    absent = hub.join("room", _Recorder()).member
+    sender = hub.join("room", RecordingConnection()).member
+    absent = hub.join("room", RecordingConnection()).member
     hub.drop(absent)
     data = b'"' + b"x" * 10_000 + b'"'
     for _ in range(9):

@@ -8,23 +8,7 @@ from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from rtcsvc.hub import Hub, IHub, RoomFull, UnknownPeer
-
-
-class Connection:
-    """Records what the hub sends, decoded."""
-
-    def __init__(self):
-        self.received = []
-        self.superseded = False
-
-    def send(self, payload):
-        self.received.append(orjson.loads(payload))
-
-    def supersede(self):
-        self.superseded = True
-
-    def of_type(self, kind):
-        return [m for m in self.received if m["type"] == kind]
+from tests.support.peers import RecordingConnection as Connection
 
 
 def make_hub(**kwargs):

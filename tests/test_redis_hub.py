@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 
 from rtcsvc.hub import IHub, RoomFull, Unavailable, UnknownPeer
 from rtcsvc.redis_hub import RedisHub, parse_redis_url
+from tests.support.peers import RecordingConnection as Connection
 from tests.support.redis import RedisServer, redis_available
 from tests.support.service import free_port
 
@@ -22,21 +23,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not redis_available(), reason="needs Debian's redis-server"),
 ]
-
-
-class Connection:
-    def __init__(self):
-        self.received = []
-        self.superseded = False
-
-    def send(self, payload):
-        self.received.append(orjson.loads(payload))
-
-    def supersede(self):
-        self.superseded = True
-
-    def of_type(self, kind):
-        return [m for m in self.received if m["type"] == kind]
 
 
 def sleep(seconds):
