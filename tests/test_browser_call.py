@@ -7,7 +7,6 @@ notice: moving pictures, live audio, chat, files, mute, screen share, the securi
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import time

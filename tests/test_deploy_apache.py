@@ -21,7 +21,6 @@ from tests.support.apache import (
     MODULES,
     SERVER_NAME,
     ProxyFront,
-    apache_available,
     config_test,
     free_port,
     make_self_signed_certificate,
@@ -31,7 +30,6 @@ from tests.support.service import RtcsvcProcess
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not apache_available(), reason="apache2 is not installed"),
 ]
 
 RESUME_GRACE = 2.0
@@ -224,8 +222,6 @@ def test_port_80_redirects_to_https_except_acme_challenges(rtcsvc, tmp_path):
 )
 def test_site_files_parse_with_their_shipped_defaults(tmp_path, sites):
     """Only the certificate paths are given: every other value is the file's own default."""
-    if not apache_available():
-        pytest.skip("apache2 is not installed")
     certificate, key = make_self_signed_certificate(tmp_path, SERVER_NAME)
     conf = write_config(tmp_path, sites,
                         {"RTCSVC_TLS_CERT": str(certificate), "RTCSVC_TLS_KEY": str(key)},

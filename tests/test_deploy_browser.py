@@ -13,21 +13,19 @@ import secrets
 
 import pytest
 
-from tests.support.apache import SERVER_NAME, ProxyFront, apache_available
+from tests.support.apache import SERVER_NAME, ProxyFront
 from tests.support.browser import (  # noqa: F401  (pytest fixtures)
     WAIT_MS,
-    chromium_available,
     launch,
     people,
     playwright_driver,
     room,
 )
-from tests.support.coturn import CoturnProcess, coturn_available
+from tests.support.coturn import CoturnProcess
 from tests.support.service import wait_for
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not chromium_available(), reason="chromium is not installed"),
 ]
 
 # Every RTCPeerConnection the app makes is relay-only, and kept for the test to inspect.
@@ -83,7 +81,6 @@ def chromium(playwright_driver):  # noqa: F811
     browser.close()
 
 
-@pytest.mark.skipif(not apache_available(), reason="apache2 is not installed")
 @pytest.mark.parametrize("upgrade", [False, True], ids=["wstunnel", "upgrade"])
 def test_two_browsers_call_each_other_through_apache(tmp_path, rtcsvc, people, room, chromium,  # noqa: F811
                                                      upgrade):
@@ -114,7 +111,6 @@ def test_two_browsers_call_each_other_through_apache(tmp_path, rtcsvc, people, r
         front.stop()
 
 
-@pytest.mark.skipif(not coturn_available(), reason="coturn is not installed")
 def test_relay_only_call_flows_through_coturn_with_minted_credentials(tmp_path, rtcsvc, people,  # noqa: F811
                                                                       room, chromium):
     secret = secrets.token_hex(32)

@@ -21,17 +21,14 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-# aioice belongs in setup.cfg's "test" extra; until it is there these tests report as skipped.
-aioice = pytest.importorskip("aioice", reason="aioice (the TURN client) is not installed")
-from aioice import stun  # noqa: E402
-from aioice.turn import create_turn_endpoint  # noqa: E402
+from aioice import stun
+from aioice.turn import create_turn_endpoint
 
 from tests.support.apache import make_self_signed_certificate, stop_process  # noqa: E402
 from tests.support.coturn import (  # noqa: E402
     DEPLOY_COTURN,
     TURNSERVER_BINARY,
     CoturnProcess,
-    coturn_available,
     free_relay_range,
     free_udp_and_tcp_port,
     udp_answers_stun,
@@ -40,7 +37,6 @@ from tests.support.service import RtcsvcProcess, wait_for  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not coturn_available(), reason="coturn is not installed"),
 ]
 
 STEP = 15.0  # bound on each TURN transaction (aioice retransmits for up to ~40 s otherwise)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.browser import browser, chromium_available, people, playwright_driver, room  # noqa: F401
-from tests.support.redis import RedisServer, redis_available
+from tests.support.browser import browser, people, playwright_driver, room  # noqa: F401
+from tests.support.redis import RedisServer
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (redis_available() and chromium_available()),
-                       reason="needs Debian's redis-server and chromium"),
 ]
 
 

@@ -11,14 +11,12 @@ import json
 import pytest
 from websockets.sync.client import connect
 
-from tests.support.apache import MODULES, ApacheProcess, apache_available
-from tests.support.redis import RedisServer, redis_available
+from tests.support.apache import MODULES, ApacheProcess
+from tests.support.redis import RedisServer
 from tests.support.service import free_port
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (redis_available() and apache_available()),
-                       reason="needs Debian's redis-server and apache2"),
     pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager"),
 ]
 

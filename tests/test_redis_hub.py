@@ -16,12 +16,11 @@ from zope.interface.verify import verifyObject
 from rtcsvc.hub import IHub, RoomFull, Unavailable, UnknownPeer
 from rtcsvc.redis_hub import RedisHub, parse_redis_url
 from tests.support.peers import RecordingConnection as Connection
-from tests.support.redis import RedisServer, redis_available
+from tests.support.redis import RedisServer
 from tests.support.service import free_port
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not redis_available(), reason="needs Debian's redis-server"),
 ]
 
 

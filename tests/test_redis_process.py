@@ -17,11 +17,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.support.redis import RedisServer, redis_available
+from tests.support.redis import RedisServer
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not redis_available(), reason="needs Debian's redis-server"),
     pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager"),
 ]
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.service import free_port
+from tests.support.service import free_port, stop_process
 
 DEPLOY_APACHE = Path(__file__).resolve().parents[2] / "deploy" / "apache"
 APACHE_BINARY = "/usr/sbin/apache2"
@@ -43,10 +42,6 @@ MODULES = (
 )
 
 
-def apache_available() -> bool:
-    return Path(APACHE_BINARY).exists() and (MODULES_DIR / "mod_proxy_wstunnel.so").exists()
-
-
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float, log: Path) -> None:
     """Return once 127.0.0.1:port accepts connections; fail early if the process died."""
     deadline = time.monotonic() + timeout
@@ -62,20 +57,6 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float, log: Pat
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s:\n" + _tail(log))
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM the process by its PID, then SIGKILL it if it is still there after timeout."""
-    if process.poll() is not None:
-        return
-    try:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout)
 
 
 def _tail(path: Path, lines: int = 40) -> str:

@@ -49,10 +49,6 @@ def screenshot_dir(tmp_path: Path) -> Path:
 WAIT_MS = 20_000
 
 
-def chromium_available() -> bool:
-    return Path(CHROMIUM).exists()
-
-
 def launch(playwright, *, fake_media: bool = True, extra_args=()):
     """Headless Chromium; with ``fake_media`` it has a fake camera and microphone."""
     args = [*BASE_ARGS, *(FAKE_MEDIA_ARGS if fake_media else []), *extra_args]

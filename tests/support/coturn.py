@@ -13,15 +13,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.apache import stop_process
-from tests.support.service import wait_for
+from tests.support.service import stop_process, wait_for
 
 DEPLOY_COTURN = Path(__file__).resolve().parents[2] / "deploy" / "coturn"
 TURNSERVER_BINARY = "/usr/bin/turnserver"
-
-
-def coturn_available() -> bool:
-    return Path(TURNSERVER_BINARY).exists()
 
 
 def free_udp_and_tcp_port() -> int:

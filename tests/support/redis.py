@@ -15,13 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.service import free_port, wait_for
+from tests.support.service import free_port, stop_process, wait_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def redis_available() -> bool:
-    return os.access(REDIS_SERVER, os.X_OK)
 
 
 class RedisServer:
@@ -80,15 +76,8 @@ class RedisServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM by PID (SIGKILL if it lingers)."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL: Redis dies with its data (no persistence)."""
