@@ -81,6 +81,11 @@ class IHub(Interface):
     def close() -> None:
         """The process is stopping: cancel timers; seats die with the process."""
 
+    available = Attribute(
+        "Whether joins can be served now (a shared hub is cut off from its store when not); "
+        "/healthz answers 503 while it is false, so a balancer sends new sockets elsewhere."
+    )
+
 
 @implementer(IMembership)
 @dataclass(eq=False)
@@ -141,6 +146,9 @@ class Hub:
         #: Signals handed to recipients (a delivery per recipient). A plain int: the metrics
         #: collector reads it at scrape time, so the relay path pays no metrics cost.
         self.signals_relayed = 0
+
+    #: Rooms in this process's memory are always there.
+    available = True
 
     # -- introspection, for metrics, health and tests
 

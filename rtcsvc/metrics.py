@@ -27,6 +27,9 @@ class _LiveCollector:
             "rtcsvc_connections_open", "WebSocket connections open now.",
             value=self._connections_open(),
         )
+        yield GaugeMetricFamily("rtcsvc_hub_available",
+                                "1 when joins can be served (always, without --redis).",
+                                value=int(self._hub.available))
         yield GaugeMetricFamily("rtcsvc_rooms", "Rooms with at least one member.",
                                 value=self._hub.room_count)
         yield GaugeMetricFamily("rtcsvc_peers", "Seats taken in all rooms (held ones included).",

@@ -110,8 +110,10 @@ class Health(resource.Resource):
     def render_GET(self, request):
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
+        if not self._hub.available:
+            request.setResponseCode(503)
         return orjson.dumps({
-            "status": "ok",
+            "status": "ok" if self._hub.available else "unavailable",
             "rooms": self._hub.room_count,
             "peers": self._hub.peer_count,
             "connections": self._connections_open(),

@@ -11,6 +11,8 @@ import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -254,6 +256,10 @@ def test_a_join_while_redis_is_down_gets_unavailable_quickly(cluster, redis):
         ws.recv(timeout=5)
     assert ws.close_code == 1013
     assert time.monotonic() - started < 4
+    health = urllib.request.Request(f"{a.http_url}/healthz")
+    with pytest.raises(urllib.error.HTTPError) as down:
+        urllib.request.urlopen(health, timeout=5)
+    assert down.value.code == 503 and json.loads(down.value.read())["status"] == "unavailable"
     redis.run()
     deadline = time.monotonic() + 10
     while True:  # back within the reconnection back-off
@@ -263,3 +269,5 @@ def test_a_join_while_redis_is_down_gets_unavailable_quickly(cluster, redis):
         assert peer.welcome["code"] == "unavailable"
         assert time.monotonic() < deadline, "joins never worked again after Redis came back"
         time.sleep(0.3)
+    with urllib.request.urlopen(health, timeout=5) as up:
+        assert json.loads(up.read())["status"] == "ok"
