@@ -32,6 +32,7 @@ from zope.interface import implementer
 
 from rtcsvc import messages
 from rtcsvc.hub import (
+    DEFAULT_BACKLOG_BYTES,
     DEFAULT_BACKLOG_LIMIT,
     IHub,
     IMembership,
@@ -186,6 +187,7 @@ class RedisHub:
 
     def __init__(self, clock, address: RedisAddress, max_peers: int = 6,
                  resume_grace: float = 30.0, backlog_limit: int = DEFAULT_BACKLOG_LIMIT,
+                 backlog_bytes: int = DEFAULT_BACKLOG_BYTES,
                  lease_ttl: float = DEFAULT_LEASE_TTL, join_timeout: float = DEFAULT_JOIN_TIMEOUT,
                  prefix: str = "rtcsvc:", process_id: str | None = None, reactor=None):
         self._clock = clock
@@ -194,6 +196,7 @@ class RedisHub:
         self.max_peers = max_peers
         self.resume_grace = resume_grace
         self.backlog_limit = backlog_limit
+        self.backlog_bytes = backlog_bytes
         self.lease_ttl = lease_ttl
         self.join_timeout = join_timeout
         self.prefix = prefix
@@ -202,7 +205,7 @@ class RedisHub:
         self.channel = f"{prefix}proc:{self.process_id}"
         left_before, left_after = _template(messages.peer_left)
         # The first six arguments of every script (see rtcsvc.redis_lua).
-        self._common = (prefix, left_before, left_after, backlog_limit,
+        self._common = (prefix, left_before, left_after, f"{backlog_limit}:{backlog_bytes}",
                         max(1, int(resume_grace * 1000)), self.process_id)
         self._sha = {name: hashlib.sha1(text.encode()).hexdigest()
                      for name, text in SCRIPTS.items()}

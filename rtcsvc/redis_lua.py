@@ -10,12 +10,15 @@ docs/scaling.md. The scripts touch keys they compute themselves, which rules out
 
 Every script gets the same first six arguments (see ``RedisHub._common``):
 ARGV[1] key prefix, ARGV[2]/ARGV[3] the encoded ``peer-left`` message around the peer id,
-ARGV[4] the queue bound per dropped peer, ARGV[5] the resume grace in ms, ARGV[6] this process.
+ARGV[4] the queue bounds per dropped peer as ``<signals>:<bytes>``, ARGV[5] the resume grace in
+ms, ARGV[6] this process.
 """
 
 PRELUDE = r"""
 local P, LEFT_PRE, LEFT_POST = ARGV[1], ARGV[2], ARGV[3]
-local LIMIT, GRACE, ME = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local LIMIT, LIMIT_BYTES = string.match(ARGV[4], '^(%d+):(%d+)$')
+LIMIT, LIMIT_BYTES = tonumber(LIMIT), tonumber(LIMIT_BYTES)
+local GRACE, ME = tonumber(ARGV[5]), ARGV[6]
 local function chan(proc) return P .. 'proc:' .. proc end
 
 -- The processes holding seats in a room (proc -> list of its live seats) and the dropped seats.
@@ -32,19 +35,27 @@ local function room_procs(room)
   return procs, dropped
 end
 
+-- A dropped peer's queue is bounded in signals and in bytes (kept in queue-bytes:<id>).
 local overflow = {}
+local function count_bytes(id, added)
+  local b = P .. 'queue-bytes:' .. id
+  local total = redis.call('INCRBY', b, added)
+  redis.call('PEXPIRE', b, GRACE)
+  return total
+end
+
 local function enqueue(id, payload)
   local q = P .. 'queue:' .. id
   local n = redis.call('RPUSH', q, payload)
   redis.call('PEXPIRE', q, GRACE)
-  if n > LIMIT then overflow[#overflow + 1] = id end
+  if count_bytes(id, #payload) > LIMIT_BYTES or n > LIMIT then overflow[#overflow + 1] = id end
 end
 
 local function remove_seat(id)
   local k = P .. 'peer:' .. id
   local f = redis.call('HMGET', k, 'room', 'proc', 'token')
   if not f[1] then return end
-  redis.call('DEL', k, P .. 'queue:' .. id, P .. 'token:' .. f[3])
+  redis.call('DEL', k, P .. 'queue:' .. id, P .. 'queue-bytes:' .. id, P .. 'token:' .. f[3])
   redis.call('ZREM', P .. 'room:' .. f[1], id)
   redis.call('SREM', P .. 'seats:' .. f[2], id)
   local procs, dropped = room_procs(f[1])
@@ -91,7 +102,7 @@ if rtoken ~= '' then
       redis.call('SADD', P .. 'seats:' .. ME, old)
       local q = P .. 'queue:' .. old
       local backlog = redis.call('LRANGE', q, 0, -1)
-      redis.call('DEL', q)
+      redis.call('DEL', q, P .. 'queue-bytes:' .. old)
       if f[2] ~= ME then redis.call('PUBLISH', chan(f[2]), 'M\n' .. old) end
       redis.call('PUBLISH', chan(ME), 'W\n' .. req .. '\n' .. old .. '\n1\n' .. snapshot(room))
       return {'resumed', old, backlog}
@@ -159,9 +170,15 @@ local id = ARGV[7]
 local f = redis.call('HMGET', P .. 'peer:' .. id, 'proc', 'state', 'epoch')
 if f[1] ~= ME or f[2] ~= 'dropped' or f[3] ~= ARGV[8] then return 0 end
 local q = P .. 'queue:' .. id
-for i = #ARGV, 9, -1 do redis.call('LPUSH', q, ARGV[i]) end
+local added = 0
+for i = #ARGV, 9, -1 do
+  redis.call('LPUSH', q, ARGV[i])
+  added = added + #ARGV[i]
+end
 redis.call('PEXPIRE', q, GRACE)
-if redis.call('LLEN', q) > LIMIT then overflow[1] = id end
+if count_bytes(id, added) > LIMIT_BYTES or redis.call('LLEN', q) > LIMIT then
+  overflow[1] = id
+end
 settle()
 return 1
 """

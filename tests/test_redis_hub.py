@@ -110,6 +110,26 @@ def test_a_queue_over_its_bound_frees_the_dropped_seat(hubs):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_queue_over_its_byte_bound_frees_the_dropped_seat(hubs):
+    a, b = yield hubs(2, backlog_bytes=50_000)
+    sender = Connection()
+    rs = yield a.join("room", sender)
+    rd = yield b.join("room", Connection())
+    b.drop(rd.member)
+    yield sleep(0.2)
+    data = b'"' + b"x" * 10_000 + b'"'
+    for _ in range(4):  # ~40 kB: under the bound, the seat is kept
+        a.signal(rs.member, rd.member.id, data)
+    yield sleep(0.3)
+    assert sender.of_type("peer-left") == [] and rd.member.id in a.members_of("room")
+    for _ in range(2):  # past 50 kB
+        a.signal(rs.member, rd.member.id, data)
+    yield until(lambda: sender.of_type("peer-left"), what="peer-left")
+    assert sender.of_type("peer-left") == [{"type": "peer-left", "id": rd.member.id}]
+    assert b.peer_count == 0
+
+
+@pytest_twisted.inlineCallbacks
 def test_the_grace_period_running_out_sends_peer_left(hubs):
     a, b = yield hubs(2, resume_grace=0.5)
     other = Connection()
