@@ -170,5 +170,5 @@ def test_twistd_help_documents_every_option():
                    "--max-peers", "--max-message-size", "--resume-grace", "--rate-limit",
                    "--rate-burst", "--max-connections", "--max-connections-per-client",
                    "--max-send-buffer", "--ping-interval", "--ping-timeout",
-                   "--handshake-timeout", "--idle-timeout", "--room-secret-file"):
+                   "--handshake-timeout", "--idle-timeout", "--room-secret-file", "--redis"):
         assert option in result.stdout, option
