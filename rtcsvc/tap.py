@@ -336,9 +336,18 @@ class _CollectorTuning(service.Service):
     collected, only in batches ten times larger (a few hundred KiB at most).
     """
 
+    _previous = None
+
     def startService(self):
         super().startService()
+        self._previous = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLD)
+
+    def stopService(self):
+        # Put back what we found: the service may run inside a larger program (or a test run).
+        super().stopService()
+        if self._previous is not None:
+            gc.set_threshold(*self._previous)
 
 
 class _SignalingShutdown(service.Service):

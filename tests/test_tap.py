@@ -105,3 +105,18 @@ def test_validation_raises_usage_error_for_programmatic_callers():
 def test_the_static_dir_defaults_to_the_app_shipped_with_rtcsvc():
     assert (default_static_dir() / "index.html").is_file()
     assert parse()["static"] == default_static_dir()
+
+
+def test_the_running_service_collects_cycles_in_larger_batches_and_restores_the_setting(tmp_path):
+    import gc
+
+    before = gc.get_threshold()
+    service = tap.makeService(parse("--state-dir", str(tmp_path),
+                                    "--listen", "tcp:9005:interface=127.0.0.1"),
+                              MemoryReactorClock())
+    service.startService()
+    try:
+        assert gc.get_threshold() == tap.GC_THRESHOLD
+    finally:
+        service.stopService()
+    assert gc.get_threshold() == before
