@@ -169,8 +169,9 @@ class GuardedHTTPChannel(http.HTTPChannel):
 
     def _too_slow(self):
         self._deadline = None
+        peer = getattr(self.transport.getPeer(), "host", "?")
         self._log.info("closing a request not finished in {timeout}s from {peer}",
-                       timeout=self.requestTimeout, peer=getattr(self.transport.getPeer(), "host", "?"))
+                       timeout=self.requestTimeout, peer=peer)
         self.transport.abortConnection()
 
 
@@ -180,10 +181,9 @@ class GuardedSite(server.Site):
     protocol = GuardedHTTPChannel
 
     def __init__(self, root, idle: float, request: float):
-        super().__init__(root, timeout=idle)
+        super().__init__(root, timeout=idle, logFormatter=_access_log_line)
         self.request_timeout = request
         self.displayTracebacks = False
-        self._logFormatter = _access_log_line
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)

@@ -172,3 +172,27 @@ def test_twistd_help_documents_every_option():
                    "--max-send-buffer", "--ping-interval", "--ping-timeout",
                    "--handshake-timeout", "--idle-timeout", "--room-secret-file", "--redis"):
         assert option in result.stdout, option
+
+
+def test_the_log_never_holds_sdp_candidates_resume_tokens_or_turn_secrets(rtcsvc, tmp_path):
+    secret = tmp_path / "turn-secret"
+    secret.write_text("turn-secret-value-0123456789\n")
+    service = rtcsvc(["--turn-url", "turn:127.0.0.1:3478", "--turn-secret-file", str(secret)])
+    fetch(f"{service.http_url}/r/logged?resume=query-token-value")
+    url = f"{service.ws_url}/ws/logged"
+    with connect(url) as a, connect(url) as b:
+        wa = json.loads(a.recv(timeout=5))
+        json.loads(b.recv(timeout=5))
+        a.recv(timeout=5)
+        b.send(json.dumps({"type": "signal", "to": wa["id"], "data": {
+            "sdp": "v=0 o=- 4611731400430051336 2 IN IP4 192.0.2.77",
+            "candidate": "candidate:1 1 udp 2122260223 198.51.100.23 54321 typ host"}}))
+        a.recv(timeout=5)
+        with connect(f"{url}?resume={wa['resume']}") as again:
+            again.recv(timeout=5)
+    service.stop()
+    log = service.log()
+    assert "joined room=logged" in log  # the log is there, and names rooms and peers
+    for private in ("192.0.2.77", "198.51.100.23", "4611731400430051336", "query-token-value",
+                    wa["resume"], "turn-secret-value", wa["iceServers"][0]["credential"]):
+        assert private not in log, private
