@@ -15,6 +15,8 @@ import pytest
 
 from tests.support.apache import SERVER_NAME, ProxyFront
 from tests.support.browser import (  # noqa: F401  (pytest fixtures)
+    RELAY_ONLY,
+    SELECTED_PAIRS,
     WAIT_MS,
     launch,
     people,
@@ -27,47 +29,6 @@ from tests.support.service import wait_for
 pytestmark = [
     pytest.mark.slow,
 ]
-
-# Every RTCPeerConnection the app makes is relay-only, and kept for the test to inspect.
-RELAY_ONLY = """
-(() => {
-  const Native = window.RTCPeerConnection;
-  const relayOnly = (config) => ({ ...(config || {}), iceTransportPolicy: "relay" });
-  window.__deployTestPeerConnections = [];
-  window.RTCPeerConnection = class extends Native {
-    constructor(config, ...rest) {
-      super(relayOnly(config), ...rest);
-      window.__deployTestPeerConnections.push(this);
-    }
-    setConfiguration(config) {
-      return super.setConfiguration(relayOnly(config));
-    }
-  };
-})();
-"""
-
-SELECTED_PAIRS = """
-async () => {
-  const pairs = [];
-  for (const pc of window.__deployTestPeerConnections) {
-    if (pc.connectionState !== "connected") continue;
-    const stats = await pc.getStats();
-    stats.forEach((s) => {
-      if (s.type !== "transport" || !s.selectedCandidatePairId) return;
-      const pair = stats.get(s.selectedCandidatePairId);
-      const local = stats.get(pair.localCandidateId);
-      const remote = stats.get(pair.remoteCandidateId);
-      pairs.push({
-        policy: pc.getConfiguration().iceTransportPolicy,
-        local: local.candidateType, localPort: local.port, relayProtocol: local.relayProtocol,
-        remote: remote.candidateType, remotePort: remote.port,
-        bytesReceived: pair.bytesReceived,
-      });
-    });
-  }
-  return pairs;
-}
-"""
 
 
 @pytest.fixture(scope="module")

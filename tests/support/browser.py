@@ -55,6 +55,48 @@ def launch(playwright, *, fake_media: bool = True, extra_args=()):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
 
 
+# Every RTCPeerConnection the app makes is relay-only, and kept for the test to inspect.
+RELAY_ONLY = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  const relayOnly = (config) => ({ ...(config || {}), iceTransportPolicy: "relay" });
+  window.__deployTestPeerConnections = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config, ...rest) {
+      super(relayOnly(config), ...rest);
+      window.__deployTestPeerConnections.push(this);
+    }
+    setConfiguration(config) {
+      return super.setConfiguration(relayOnly(config));
+    }
+  };
+})();
+"""
+
+SELECTED_PAIRS = """
+async () => {
+  const pairs = [];
+  for (const pc of window.__deployTestPeerConnections) {
+    if (pc.connectionState !== "connected") continue;
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type !== "transport" || !s.selectedCandidatePairId) return;
+      const pair = stats.get(s.selectedCandidatePairId);
+      const local = stats.get(pair.localCandidateId);
+      const remote = stats.get(pair.remoteCandidateId);
+      pairs.push({
+        policy: pc.getConfiguration().iceTransportPolicy,
+        local: local.candidateType, localPort: local.port, relayProtocol: local.relayProtocol,
+        remote: remote.candidateType, remotePort: remote.port,
+        bytesReceived: pair.bytesReceived,
+      });
+    });
+  }
+  return pairs;
+}
+"""
+
+
 class Participant:
     """One person in a call: a browser context with one page of the app."""
 

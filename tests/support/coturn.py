@@ -105,10 +105,12 @@ class CoturnProcess:
 
     @classmethod
     def start(
-        cls, directory: Path, secret: str, realm: str = "rtcsvc.test", timeout: float = 20.0
+        cls, directory: Path, secret: str, realm: str = "rtcsvc.test", timeout: float = 20.0,
+        port: int | None = None,
     ) -> "CoturnProcess":
+        """Start coturn on ``port`` (a free one if None: give the old one to restart in place)."""
         directory.mkdir(parents=True, exist_ok=True)
-        port = free_udp_and_tcp_port()
+        port = port or free_udp_and_tcp_port()
         low, high = free_relay_range()
         conf = directory / "turnserver.conf"
         conf.write_text(
