@@ -13,12 +13,12 @@ import secrets
 import pytest
 
 from tests.support.browser import (  # noqa: F401  (pytest fixtures)
-    RELAY_ONLY,
     SELECTED_PAIRS,
     browser,
     people,
     playwright_driver,
     room,
+    start_relay_only_call,
 )
 from tests.support.coturn import CoturnProcess
 
@@ -34,15 +34,7 @@ def test_a_call_whose_relay_dies_restarts_ice_and_flows_again(tmp_path, rtcsvc, 
     try:
         service = rtcsvc(args=["--turn-url", coturn.turn_url("udp"),
                                "--turn-secret-file", str(secret_file)])
-        alice = people(browser, service.http_url, name="Alice")
-        bob = people(browser, service.http_url, name="Bob")
-        for person in (alice, bob):
-            person.page.add_init_script(RELAY_ONLY)
-        alice.join(room)
-        bob.join(room)
-        alice.wait_connected_to(1)
-        bob.wait_connected_to(1)
-        alice.wait_media_flowing(bob.id)
+        alice, bob = start_relay_only_call(people, browser, service.http_url, room)
 
         coturn.stop()  # every allocation is gone with it
         coturn = CoturnProcess.start(tmp_path / "coturn2", secret, port=coturn.port)

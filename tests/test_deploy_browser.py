@@ -15,13 +15,12 @@ import pytest
 
 from tests.support.apache import SERVER_NAME, ProxyFront
 from tests.support.browser import (  # noqa: F401  (pytest fixtures)
-    RELAY_ONLY,
     SELECTED_PAIRS,
-    WAIT_MS,
     launch,
     people,
     playwright_driver,
     room,
+    start_relay_only_call,
 )
 from tests.support.coturn import CoturnProcess
 from tests.support.service import wait_for
@@ -81,16 +80,7 @@ def test_relay_only_call_flows_through_coturn_with_minted_credentials(tmp_path, 
     try:
         service = rtcsvc(args=["--turn-url", coturn.turn_url("udp"),
                                "--turn-secret-file", str(secret_file)])
-        alice = people(chromium, service.http_url, name="Alice")
-        bob = people(chromium, service.http_url, name="Bob")
-        for person in (alice, bob):
-            person.page.add_init_script(RELAY_ONLY)
-        alice.join(room)
-        bob.join(room)
-        assert alice.wait_connected_to(1, timeout=WAIT_MS) == [bob.id]
-        bob.wait_connected_to(1, timeout=WAIT_MS)
-        alice.wait_media_flowing(bob.id)
-        bob.wait_media_flowing(alice.id)
+        alice, bob = start_relay_only_call(people, chromium, service.http_url, room)
 
         low, high = coturn.relay_ports
         for person in (alice, bob):

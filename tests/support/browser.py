@@ -226,6 +226,22 @@ class Participant:
 import pytest  # noqa: E402
 
 
+def start_relay_only_call(people, browser, base_url: str, room: str):
+    """Alice and Bob in ``room``, every RTCPeerConnection forced through TURN, media flowing
+    both ways; returns ``(alice, bob)``."""
+    alice = people(browser, base_url, name="Alice")
+    bob = people(browser, base_url, name="Bob")
+    for person in (alice, bob):
+        person.page.add_init_script(RELAY_ONLY)
+    alice.join(room)
+    bob.join(room)
+    assert alice.wait_connected_to(1) == [bob.id]
+    bob.wait_connected_to(1)
+    alice.wait_media_flowing(bob.id)
+    bob.wait_media_flowing(alice.id)
+    return alice, bob
+
+
 @pytest.fixture(scope="module")
 def playwright_driver():
     """One Playwright driver per test module."""
