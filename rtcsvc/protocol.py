@@ -46,6 +46,10 @@ MAX_REPORTS = 32
 _log = Logger(namespace="rtcsvc.protocol.SignalingProtocol")
 
 
+#: The largest handshake request header, as twisted.web's ``HTTPChannel.totalHeadersSize``.
+MAX_REQUEST_HEADER = 16384
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one client may cost the server; defaults documented in docs/reliability.md."""
@@ -58,7 +62,6 @@ class Limits:
     max_send_buffer: int = 1 << 20  # bytes queued for a client that stopped reading
     ping_interval: float = 20.0
     ping_timeout: float = 10.0
-    handshake_timeout: float = 10.0
     room_secret: bytes | None = None
 
 
@@ -82,6 +85,18 @@ class SignalingProtocol(WebSocketServerProtocol):
     _backlog_bytes = 0  # written while paused
 
     # -- handshake
+
+    def processHandshake(self):
+        # Autobahn buffers a request until its blank line, however long: bounded here as
+        # twisted.web bounds its headers (16 KiB), before any of it is parsed. Only called
+        # while the handshake is in progress.
+        if (len(self.data) > MAX_REQUEST_HEADER
+                and self.data.find(b"\r\n\r\n", 0, MAX_REQUEST_HEADER + 4) < 0):
+            self.factory.refuse("header-too-large")
+            self.failHandshake("The request header is larger than 16 KiB.", 431)
+            self.data = b""
+            return None
+        return super().processHandshake()
 
     def onConnect(self, request):
         factory = self.factory
@@ -402,7 +417,9 @@ class SignalingFactory(WebSocketServerFactory):
             maxMessagePayloadSize=limits.max_message_size,
             # Close with a code (1009, 1002...) instead of dropping TCP, so clients learn why.
             failByDrop=False,
-            openHandshakeTimeout=limits.handshake_timeout,
+            # The handshake's deadline is kept by rtcsvc.listener, from the first byte and to
+            # the second (Autobahn's batched timer fires up to a second early).
+            openHandshakeTimeout=0,
             closeHandshakeTimeout=5,
             # A peer that stops answering pings is dropped (then held for the resume grace).
             autoPingInterval=limits.ping_interval,

@@ -23,6 +23,7 @@ from rtcsvc.protocol import Limits, SignalingFactory
 from rtcsvc.redis_hub import RedisHub, RedisHubService, parse_redis_url
 from rtcsvc.tls import ensure_certificate
 from rtcsvc.turn import IceConfig
+from rtcsvc.listener import SharedPortFactory
 from rtcsvc.web import default_static_dir, make_redirect_site, make_site
 
 DEFAULT_HTTPS_PORT = 8443
@@ -285,13 +286,13 @@ def makeService(config, reactor=None):
             max_send_buffer=config["max-send-buffer"],
             ping_interval=config["ping-interval"],
             ping_timeout=config["ping-timeout"],
-            handshake_timeout=config["handshake-timeout"],
             room_secret=config["room-secret"],
         ),
     )
     metrics.watch(hub, lambda: len(factory.connections))
     timeouts = dict(idle=config["idle-timeout"], request=config["handshake-timeout"])
     site = make_site(factory, metrics, Path(config["static"]), proxies, **timeouts)
+    shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"])
 
     top = service.MultiService()
     state_dir = Path(config["state-dir"])
@@ -305,7 +306,7 @@ def makeService(config, reactor=None):
         if description.startswith("ssl:") and "privateKey=" not in description:
             key, cert = ensure_certificate(state_dir)
             description += f":privateKey={_escape(key)}:certKey={_escape(cert)}"
-        strports.service(description, site, reactor=reactor).setServiceParent(top)
+        strports.service(description, shared, reactor=reactor).setServiceParent(top)
     _SignalingShutdown(factory, hub).setServiceParent(top)
     _CollectorTuning().setServiceParent(top)
     if config["redis"] is not None:

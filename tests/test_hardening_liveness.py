@@ -39,12 +39,20 @@ def closed_by_server(sock: socket.socket, timeout: float) -> bool:
         return True
 
 
-def test_a_request_dripped_byte_by_byte_is_cut_off_at_the_handshake_timeout(rtcsvc):
+@pytest.mark.parametrize("opening", [
+    [b"GET /ws/room HTTP/1.1\r\nHost: 127.0.0.1\r\n"],  # straight to Autobahn (rtcsvc.listener)
+    [b"G", b"ET /ws/room HTTP/1.1\r\nHost: 127.0.0.1\r\n"],  # too short to choose: the site
+    [b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n"],  # a page request
+], ids=["signaling", "first-byte-alone", "page"])
+def test_a_request_dripped_slowly_is_cut_off_at_the_handshake_timeout(rtcsvc, opening):
     """Slowloris: every byte is on time for an idle timer, the whole request is not."""
     svc = rtcsvc(["--handshake-timeout", "1", "--idle-timeout", "30"])
     sock = socket.create_connection(("127.0.0.1", svc.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     started = time.monotonic()
-    sock.sendall(b"GET /ws/room HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    for chunk in opening:
+        sock.sendall(chunk)
+        time.sleep(0.1)
     closed_at = None
     for i in range(40):  # 8 s of dripping at most
         try:

@@ -7,6 +7,7 @@ from twisted.plugin import IPlugin, getPlugins
 from twisted.python.usage import UsageError
 
 from rtcsvc import tap
+from rtcsvc.protocol import SignalingFactory
 from rtcsvc.web import default_static_dir
 
 
@@ -47,11 +48,12 @@ def test_listen_replaces_the_defaults_with_exactly_those_listeners(tmp_path):
     service.startService()
     assert sorted(port for port, *_ in reactor.tcpServers) == [9001, 9002]
     assert reactor.sslServers == []
-    # Both serve the whole site, not the redirect.
-    sites = {type(factory.resource).__name__ for _, factory, _, _ in reactor.tcpServers}
-    assert sites == {"SecurityHeaders"}
-    assert all(factory.resource._root.children.get(b"ws") is not None
-               for _, factory, _, _ in reactor.tcpServers)
+    # Both serve the whole site (pages and signaling on one port), not the redirect.
+    factories = [factory for _, factory, _, _ in reactor.tcpServers]
+    assert {type(factory.site.resource).__name__ for factory in factories} == {"SecurityHeaders"}
+    assert all(factory.site.resource._root.children.get(b"ws") is not None
+               for factory in factories)
+    assert all(isinstance(factory.signaling, SignalingFactory) for factory in factories)
     assert all(isinstance(s, StreamServerEndpointService) for s in list(service)[:2])
     service.stopService()
 

@@ -224,11 +224,22 @@ class RawWebSocket:
 
 def upgrade(sock: socket.socket, port: int, path: str, headers=()):
     """Send the HTTP upgrade; ``(status, response head, bytes read past the head)``."""
+    key, request = upgrade_request(port, path, headers)
+    sock.sendall(request)
+    return read_upgrade(sock, key)
+
+
+def upgrade_request(port: int, path: str, headers=()) -> tuple[str, bytes]:
+    """A browser-like upgrade request: ``(its Sec-WebSocket-Key, its bytes)``."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
              "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
              *(f"{name}: {value}" for name, value in headers)]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return key, ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_upgrade(sock: socket.socket, key: str):
+    """Read the answer to an upgrade: ``(status, response head, bytes read past the head)``."""
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(4096)

@@ -1,0 +1,104 @@
+"""What sits behind each listening port: signaling upgrades straight to Autobahn, the rest to the site.
+
+Pages and ``/ws/<room>`` share one port and one origin (the same-origin check and a single Apache
+``ProxyPass`` rely on it). Through twisted.web alone, every signaling socket would pay for a
+whole ``Request`` (header parsing, resource traversal, response headers that are never sent)
+before Autobahn's ``WebSocketResource`` re-serialises that request and Autobahn parses it again:
+about a fifth of a join/leave cycle (docs/performance.md). So a connection whose first bytes
+are ``GET /ws/`` is given to the signaling factory's protocol directly, and any other to the
+site's HTTP channel: the same split Crossbar's "unisocket" makes. The site keeps its
+``/ws/`` resource for the rare client that upgrades on a kept-alive connection after fetching
+something else, so nothing depends on how the first bytes arrive.
+
+The chosen protocol gets the real transport (writes do not pass through here); only incoming
+data and the end of the connection are forwarded, one call each. A connection that sends
+nothing is closed after ``timeout`` seconds, as the HTTP channel would have done.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+SIGNALING_PREFIX = b"GET /ws/"
+
+_log = Logger()
+
+
+class SharedPortFactory(Factory):
+    """Builds a :class:`SharedPortProtocol` per connection, for one site and one signaling factory."""
+
+    def __init__(self, site, signaling, clock, timeout: float):
+        self.site = site
+        self.signaling = signaling
+        self.clock = clock
+        self.timeout = timeout
+
+    def buildProtocol(self, addr):
+        chooser = SharedPortProtocol()
+        chooser.factory = self
+        chooser.addr = addr
+        return chooser
+
+    # The site and the signaling factory are started and stopped with the port, as if each
+    # were listening itself (the site opens its access log there).
+    def doStart(self):
+        self.site.doStart()
+        self.signaling.doStart()
+
+    def doStop(self):
+        self.signaling.doStop()
+        self.site.doStop()
+
+
+class SharedPortProtocol(Protocol):
+    """Holds a new connection until its first bytes say which protocol it speaks.
+
+    It also keeps the deadline of a signaling socket's opening handshake: Autobahn's own
+    timer is batched (it fires up to a second early) and would start only once the request
+    reached it, so rtcsvc disables it and times the whole handshake from the first byte here.
+    """
+
+    _inner = None
+    _deadline = None
+
+    def connectionMade(self):
+        self._deadline = self.factory.clock.callLater(self.factory.timeout, self._too_slow)
+
+    def dataReceived(self, data):
+        inner = self._inner
+        if inner is None:
+            factory = self.factory
+            # A first read shorter than the prefix goes to the site, which routes /ws/ to
+            # Autobahn too (its own request deadline then applies): correct either way, only
+            # the fast path is missed.
+            if data.startswith(SIGNALING_PREFIX):
+                inner = factory.signaling.buildProtocol(self.addr)
+            else:
+                self._disarm()
+                inner = factory.site.buildProtocol(self.addr)
+            self._inner = inner
+            inner.makeConnection(self.transport)
+        inner.dataReceived(data)
+
+    def connectionLost(self, reason):
+        self._disarm()
+        if self._inner is not None:
+            inner, self._inner = self._inner, None
+            inner.connectionLost(reason)
+
+    def _disarm(self):
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self):
+        self._deadline = None
+        inner = self._inner
+        if inner is not None and inner.state != inner.STATE_CONNECTING:
+            return  # the signaling socket opened in time
+        peer = getattr(self.addr, "host", "?")
+        _log.info("closing a connection whose request was not complete after {timeout}s "
+                  "from {peer}", timeout=self.factory.timeout, peer=peer)
+        self.transport.abortConnection()
