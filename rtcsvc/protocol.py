@@ -95,8 +95,8 @@ class SignalingProtocol(WebSocketServerProtocol):
             self.factory.refuse("header-too-large")
             self.failHandshake("The request header is larger than 16 KiB.", 431)
             self.data = b""
-            return None
-        return super().processHandshake()
+            return
+        super().processHandshake()
 
     def onConnect(self, request):
         factory = self.factory
