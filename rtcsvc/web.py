@@ -1,7 +1,9 @@
 """The web site: the app's files, the signaling socket, health and metrics, on one Site.
 
-Sharing one twisted.web Site (and so one origin) between pages and ``/ws/<room>`` is what lets
-the same-origin WebSocket check work and lets Apache forward a single host. Every response
+Sharing one port (and so one origin) between pages and ``/ws/<room>`` is what lets the
+same-origin WebSocket check work and lets Apache forward a single host. Most signaling sockets
+never reach this site (``rtcsvc.listener`` hands them to Autobahn directly); ``/ws/`` stays
+here for the ones that do. Every response
 carries the security headers a video-chat page needs; the HTTP-to-HTTPS redirect of the default
 set-up is a separate tiny site.
 """
