@@ -18,6 +18,7 @@ nothing is closed after ``timeout`` seconds, as the HTTP channel would have done
 from __future__ import annotations
 
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import TimeoutMixin
 from twisted.logger import Logger
 
 SIGNALING_PREFIX = b"GET /ws/"
@@ -51,19 +52,20 @@ class SharedPortFactory(Factory):
         self.site.doStop()
 
 
-class SharedPortProtocol(Protocol):
+class SharedPortProtocol(Protocol, TimeoutMixin):
     """Holds a new connection until its first bytes say which protocol it speaks.
 
     It also keeps the deadline of a signaling socket's opening handshake: Autobahn's own
     timer is batched (it fires up to a second early) and would start only once the request
     reached it, so rtcsvc disables it and times the whole handshake from the first byte here.
+    The deadline is absolute: bytes arriving do not push it back.
     """
 
     _inner = None
-    _deadline = None
 
     def connectionMade(self):
-        self._deadline = self.factory.clock.callLater(self.factory.timeout, self._too_slow)
+        self.callLater = self.factory.clock.callLater
+        self.setTimeout(self.factory.timeout)
 
     def dataReceived(self, data):
         inner = self._inner
@@ -75,26 +77,19 @@ class SharedPortProtocol(Protocol):
             if data.startswith(SIGNALING_PREFIX):
                 inner = factory.signaling.buildProtocol(self.addr)
             else:
-                self._disarm()
+                self.setTimeout(None)
                 inner = factory.site.buildProtocol(self.addr)
             self._inner = inner
             inner.makeConnection(self.transport)
         inner.dataReceived(data)
 
     def connectionLost(self, reason):
-        self._disarm()
+        self.setTimeout(None)
         if self._inner is not None:
             inner, self._inner = self._inner, None
             inner.connectionLost(reason)
 
-    def _disarm(self):
-        if self._deadline is not None:
-            if self._deadline.active():
-                self._deadline.cancel()
-            self._deadline = None
-
-    def _too_slow(self):
-        self._deadline = None
+    def timeoutConnection(self):
         inner = self._inner
         if inner is not None and inner.state != inner.STATE_CONNECTING:
             return  # the signaling socket opened in time
