@@ -18,8 +18,8 @@ nothing is closed after ``timeout`` seconds, as the HTTP channel would have done
 from __future__ import annotations
 
 from twisted.internet.protocol import Factory, Protocol
-from twisted.protocols.policies import TimeoutMixin
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 
 SIGNALING_PREFIX = b"GET /ws/"
 

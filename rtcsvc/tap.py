@@ -17,13 +17,13 @@ from twisted.python import usage
 
 from rtcsvc import __version__
 from rtcsvc.hub import Hub
+from rtcsvc.listener import SharedPortFactory
 from rtcsvc.metrics import Metrics
 from rtcsvc.origin import OriginPolicy, TrustedProxies
 from rtcsvc.protocol import Limits, SignalingFactory
 from rtcsvc.redis_hub import RedisHub, RedisHubService, parse_redis_url
 from rtcsvc.tls import ensure_certificate
 from rtcsvc.turn import IceConfig
-from rtcsvc.listener import SharedPortFactory
 from rtcsvc.web import default_static_dir, make_redirect_site, make_site
 
 DEFAULT_HTTPS_PORT = 8443
