@@ -139,8 +139,9 @@ class SignalingProtocol(WebSocketServerProtocol):
         if factory.limits.rate > 0:
             self._bucket = TokenBucket(factory.limits.rate, factory.limits.burst,
                                        factory.clock.seconds())
-        # twisted.web's channel was the transport's producer; now we are, so that a client
-        # that stops reading shows up as pauseProducing() instead of silent buffering.
+        # We are the transport's producer, so that a client that stops reading shows up as
+        # pauseProducing() instead of silent buffering. (On the site's route, twisted.web's
+        # channel still is; most sockets come straight from rtcsvc.listener, with none.)
         self.transport.unregisterProducer()
         self.transport.registerProducer(self, True)
         if not self._invited:
