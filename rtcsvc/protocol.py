@@ -181,10 +181,11 @@ class SignalingProtocol(WebSocketServerProtocol):
             self._refresh = factory.clock.callLater(factory.ice.refresh_interval,
                                                     self._refresh_ice)
         # The event word is part of the format, not a field: one field fewer to format.
-        _log.info(
-            _RESUMED if result.resumed else _JOINED,
-            room=self._room, peer=member.id, client=self._client,
-        )
+        if factory.log_sessions:
+            _log.info(
+                _RESUMED if result.resumed else _JOINED,
+                room=self._room, peer=member.id, client=self._client,
+            )
 
     def _not_joined(self, failure):
         if failure.check(Unavailable):
@@ -318,10 +319,11 @@ class SignalingProtocol(WebSocketServerProtocol):
             factory.hub.leave(member)
         else:
             factory.hub.drop(member)
-        _log.info(
-            _LEFT if leaving else _DROPPED,
-            room=self._room, peer=member.id, client=self._client, code=code,
-        )
+        if factory.log_sessions:
+            _log.info(
+                _LEFT if leaving else _DROPPED,
+                room=self._room, peer=member.id, client=self._client, code=code,
+            )
 
     def going_away(self) -> None:
         """The server is stopping: close with 1001 so clients reconnect (and resume)."""
@@ -389,7 +391,8 @@ class SignalingFactory(WebSocketServerFactory):
 
     protocol = SignalingProtocol
 
-    def __init__(self, hub, *, clock, ice, origins, proxies, metrics, limits=Limits()):
+    def __init__(self, hub, *, clock, ice, origins, proxies, metrics, limits=Limits(),
+                 log_sessions: bool = True):
         # server=None: no "Server: AutobahnPython/x.y" banner in the handshake response.
         super().__init__(server=None, reactor=clock)
         self.hub = hub
@@ -399,6 +402,7 @@ class SignalingFactory(WebSocketServerFactory):
         self.proxies = proxies
         self.metrics = metrics
         self.limits = limits
+        self.log_sessions = log_sessions
         self.connections: set[SignalingProtocol] = set()
         self.admitted = 0  # handshakes accepted and not yet closed
         self.per_client: Counter[str] = Counter()

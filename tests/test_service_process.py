@@ -170,7 +170,8 @@ def test_twistd_help_documents_every_option():
                    "--max-peers", "--max-message-size", "--resume-grace", "--rate-limit",
                    "--rate-burst", "--max-connections", "--max-connections-per-client",
                    "--max-send-buffer", "--ping-interval", "--ping-timeout",
-                   "--handshake-timeout", "--idle-timeout", "--room-secret-file", "--redis"):
+                   "--handshake-timeout", "--idle-timeout", "--room-secret-file", "--redis",
+                   "--no-session-log"):
         assert option in result.stdout, option
 
 
@@ -196,3 +197,25 @@ def test_the_log_never_holds_sdp_candidates_resume_tokens_or_turn_secrets(rtcsvc
     for private in ("192.0.2.77", "198.51.100.23", "4611731400430051336", "query-token-value",
                     wa["resume"], "turn-secret-value", wa["iceServers"][0]["credential"]):
         assert private not in log, private
+
+
+def test_no_session_log_drops_the_join_and_leave_lines_and_nothing_else(rtcsvc):
+    def one_call(service, room):
+        url = f"{service.ws_url}/ws/{room}"
+        with connect(url) as a, connect(url) as b:
+            wa = json.loads(a.recv(timeout=5))
+            json.loads(b.recv(timeout=5))
+            a.recv(timeout=5)  # peer-joined
+        fetch(f"{service.http_url}/r/{room}")
+        service.stop()
+        return wa["id"], service.log()
+
+    peer, logged = one_call(rtcsvc(), "chatty")
+    assert f"joined room=chatty peer={peer}" in logged
+    assert f"left room=chatty peer={peer}" in logged
+
+    peer, quiet = one_call(rtcsvc(["--no-session-log"]), "quiet")
+    assert peer not in quiet
+    assert "joined room=" not in quiet and "left room=" not in quiet
+    # The rest of the log is as before: start-up, the access log of pages, shut-down.
+    assert "GET /r/quiet HTTP/1.1" in quiet and "Server Shut Down." in quiet

@@ -58,6 +58,18 @@ def test_listen_replaces_the_defaults_with_exactly_those_listeners(tmp_path):
     service.stopService()
 
 
+def test_session_lines_are_logged_unless_no_session_log_is_given(tmp_path):
+    for argv, logged in (((), True), (("--no-session-log",), False)):
+        reactor = MemoryReactorClock()
+        service = tap.makeService(parse("--state-dir", str(tmp_path),
+                                        "--listen", "tcp:9001:interface=127.0.0.1", *argv),
+                                  reactor)
+        service.startService()
+        [(_, factory, _, _)] = reactor.tcpServers
+        assert factory.signaling.log_sessions is logged
+        service.stopService()
+
+
 def test_an_ssl_listener_without_a_key_uses_the_generated_certificate(tmp_path):
     reactor = MemoryReactorClock()
     service = tap.makeService(parse("--state-dir", str(tmp_path / "s"),
