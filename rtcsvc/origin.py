@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -40,6 +41,8 @@ class TrustedProxies:
         return bool(self._networks)
 
     def trusts(self, address: str) -> bool:
+        if not self._networks:
+            return False  # the usual case without a proxy: no address to parse
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -76,8 +79,12 @@ class TrustedProxies:
         return RequestView(client, scheme, host)
 
 
+@lru_cache(maxsize=1024)
 def normalise_origin(origin: str) -> tuple[str, str, int] | None:
-    """``scheme://host[:port]`` as a comparable triple, or None if it is not such a URL."""
+    """``scheme://host[:port]`` as a comparable triple, or None if it is not such a URL.
+
+    Cached: every handshake parses its page's origin and the site's own, and a site sees few
+    distinct ones (a client sending endless new ones only cycles this bounded cache)."""
     try:
         parts = urlsplit(origin.strip())
         port = parts.port
