@@ -13,19 +13,31 @@ something else, so nothing depends on how the first bytes arrive.
 The chosen protocol gets the real transport (writes do not pass through here); only incoming
 data and the end of the connection are forwarded, one call each. A connection that sends
 nothing is closed after ``timeout`` seconds, as the HTTP channel would have done.
+
+On a TLS port this factory is what Twisted asks, during each handshake, which application
+protocols (ALPN) the server speaks. Since Twisted 26 a factory that names none makes OpenSSL
+abort every handshake in which the client offers ALPN, which every browser and curl do; so
+the factory names ``http/1.1``, the only protocol the site speaks (no h2: Autobahn cannot
+upgrade an HTTP/2 stream). A handshake that fails for any reason is logged once, with it.
 """
 
 from __future__ import annotations
 
+from OpenSSL import SSL
+from twisted.internet.interfaces import IHandshakeListener, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 SIGNALING_PREFIX = b"GET /ws/"
+#: What this port speaks after TLS, offered over ALPN.
+ALPN_PROTOCOLS = (b"http/1.1",)
 
 _log = Logger()
 
 
+@implementer(IProtocolNegotiationFactory)
 class SharedPortFactory(Factory):
     """Builds a :class:`SharedPortProtocol` per connection, for one site and one signaling factory."""
 
@@ -41,6 +53,9 @@ class SharedPortFactory(Factory):
         chooser.addr = addr
         return chooser
 
+    def acceptableProtocols(self):
+        return ALPN_PROTOCOLS
+
     # The site and the signaling factory are started and stopped with the port, as if each
     # were listening itself (the site opens its access log there).
     def doStart(self):
@@ -52,6 +67,7 @@ class SharedPortFactory(Factory):
         self.site.doStop()
 
 
+@implementer(IHandshakeListener)
 class SharedPortProtocol(Protocol, TimeoutMixin):
     """Holds a new connection until its first bytes say which protocol it speaks.
 
@@ -62,6 +78,7 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
     """
 
     _inner = None
+    _tls_handshake_done = False
 
     def connectionMade(self):
         self.callLater = self.factory.clock.callLater
@@ -83,8 +100,14 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
             inner.makeConnection(self.transport)
         inner.dataReceived(data)
 
+    def handshakeCompleted(self):
+        self._tls_handshake_done = True
+
     def connectionLost(self, reason):
         self.setTimeout(None)
+        if not self._tls_handshake_done and isinstance(reason.value, SSL.Error):
+            _log.info("TLS handshake with {peer} failed: {why}",
+                      peer=getattr(self.addr, "host", "?"), why=tls_failure_reason(reason.value))
         if self._inner is not None:
             inner, self._inner = self._inner, None
             inner.connectionLost(reason)
@@ -97,3 +120,13 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
         _log.info("closing a connection whose request was not complete after {timeout}s "
                   "from {peer}", timeout=self.factory.timeout, peer=peer)
         self.transport.abortConnection()
+
+
+def tls_failure_reason(error: SSL.Error) -> str:
+    """OpenSSL's reasons for a failed handshake, in words ("no shared cipher", ...)."""
+    reasons = []
+    for entry in error.args[0] if error.args and isinstance(error.args[0], list) else ():
+        reason = entry[-1] if isinstance(entry, tuple) and entry else entry
+        if reason and reason not in reasons:
+            reasons.append(str(reason))
+    return "; ".join(reasons) or "unknown reason"
