@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import secrets
 import time
-import urllib.request
 
 import pytest
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def start_pair(rtcsvc, browser, people, room, names=("Ada", "Grace")):
-    svc = rtcsvc()
+    svc = rtcsvc(tls=True)
     a = people(browser, svc.http_url, name=names[0])
     b = people(browser, svc.http_url, name=names[1])
     a.join(room)
@@ -257,9 +256,8 @@ def test_self_view_is_dragged_and_dropped_into_another_corner(rtcsvc, browser, p
     a.wait("() => window.rtcsvc.state.selfCorner === 'bottom-right'")
 
 
-def metric_samples(base_url: str, name: str) -> dict[str, float]:
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as r:
-        text = r.read().decode()
+def metric_samples(svc, name: str) -> dict[str, float]:
+    text = svc.get("/metrics").decode()
     out = {}
     for line in text.splitlines():
         if line.startswith(name):
@@ -275,14 +273,14 @@ def test_metrics_count_the_call_setups_both_browsers_reported(rtcsvc, browser, p
         p.wait("() => window.rtcsvc.state.peers.every(x => x.path)")
 
     def setups():
-        return sum(v for k, v in metric_samples(svc.http_url, "rtcsvc_call_setups_total").items()
+        return sum(v for k, v in metric_samples(svc, "rtcsvc_call_setups_total").items()
                    if 'path="direct"' in k)
 
     deadline = time.monotonic() + 10
     while setups() < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert setups() == 2
-    histogram = metric_samples(svc.http_url, "rtcsvc_call_setup_seconds_count")
+    histogram = metric_samples(svc, "rtcsvc_call_setup_seconds_count")
     assert sum(histogram.values()) == 2
 
 

@@ -24,7 +24,7 @@ def two_device_browser(playwright_driver):  # noqa: F811
 
 def test_choosing_another_camera_and_microphone_mid_call_replaces_what_the_other_side_gets(
         rtcsvc, two_device_browser, people, room):  # noqa: F811
-    service = rtcsvc()
+    service = rtcsvc(tls=True)
     alice = people(two_device_browser, service.http_url, name="Alice")
     bob = people(two_device_browser, service.http_url, name="Bob")
     alice.join(room)

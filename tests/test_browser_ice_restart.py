@@ -33,7 +33,7 @@ def test_a_call_whose_relay_dies_restarts_ice_and_flows_again(tmp_path, rtcsvc, 
     coturn = CoturnProcess.start(tmp_path / "coturn1", secret)
     try:
         service = rtcsvc(args=["--turn-url", coturn.turn_url("udp"),
-                               "--turn-secret-file", str(secret_file)])
+                               "--turn-secret-file", str(secret_file)], tls=True)
         alice, bob = start_relay_only_call(people, browser, service.http_url, room)
 
         coturn.stop()  # every allocation is gone with it

@@ -16,7 +16,7 @@ def test_an_invite_link_joins_a_closed_room_and_a_missing_or_expired_one_is_told
         rtcsvc, browser, people, tmp_path):  # noqa: F811
     secret = tmp_path / "room-secret"
     secret.write_bytes(SECRET)
-    svc = rtcsvc(args=["--room-secret-file", str(secret)])
+    svc = rtcsvc(args=["--room-secret-file", str(secret)], tls=True)
     good = mint_room_token(SECRET, "team", int(time.time()) + 600)
     expired = mint_room_token(SECRET, "team", int(time.time()) - 5)
     a, b, c = (people(browser, svc.http_url, name=n) for n in ("Ada", "Grace", "Linus"))

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_start_a_call_makes_an_unguessable_room_and_a_pasted_link_joins_it(rtcsvc, browser, people):
-    svc = rtcsvc()
+    svc = rtcsvc(tls=True)
     a = people(browser, svc.http_url, name="Ada")
     b = people(browser, svc.http_url, name="Grace")
 
@@ -49,7 +49,7 @@ def test_start_a_call_makes_an_unguessable_room_and_a_pasted_link_joins_it(rtcsv
 def test_third_participant_joins_the_mesh_and_its_tile_is_removed_everywhere_when_it_leaves(
         rtcsvc, browser, people, tmp_path):
     room = secrets.token_urlsafe(16)  # what "Start a call" makes, so the screenshot looks real
-    svc = rtcsvc()
+    svc = rtcsvc(tls=True)
     everyone = [people(browser, svc.http_url, name=n) for n in ("Ada", "Grace", "Linus")]
     a, b, c = everyone
     a.join(room)

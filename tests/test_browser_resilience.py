@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_room_full_is_shown_to_the_participant_who_does_not_fit(rtcsvc, browser, people, room):
-    svc = rtcsvc(args=["--max-peers", "2"])
+    svc = rtcsvc(args=["--max-peers", "2"], tls=True)
     a, b, c = (people(browser, svc.http_url, name=n) for n in ("Ada", "Grace", "Linus"))
     a.join(room)
     b.join(room)
@@ -56,7 +56,7 @@ def browser_with_devices_but_no_fake_ui(playwright_driver):
 
 def test_participant_whose_camera_and_microphone_are_denied_joins_receive_only_and_sees_the_other(
         rtcsvc, browser, browser_with_devices_but_no_fake_ui, people, room):
-    svc = rtcsvc()
+    svc = rtcsvc(tls=True)
     a = people(browser, svc.http_url, name="Ada")
     d = people(browser_with_devices_but_no_fake_ui, svc.http_url, name="Dee", permissions=())
     a.join(room)
@@ -81,7 +81,7 @@ def test_participant_whose_camera_and_microphone_are_denied_joins_receive_only_a
 
 def test_participant_with_microphone_but_denied_camera_joins_audio_only(
         rtcsvc, browser, browser_with_devices_but_no_fake_ui, people, room):
-    svc = rtcsvc()
+    svc = rtcsvc(tls=True)
     a = people(browser, svc.http_url, name="Ada")
     d = people(browser_with_devices_but_no_fake_ui, svc.http_url, name="Dee", permissions=("microphone",))
     a.join(room)
@@ -98,7 +98,7 @@ def test_participant_with_microphone_but_denied_camera_joins_audio_only(
 
 def test_participant_without_any_devices_joins_receive_only(
         rtcsvc, browser, browser_without_devices, people, room):
-    svc = rtcsvc()
+    svc = rtcsvc(tls=True)
     a = people(browser, svc.http_url, name="Ada")
     d = people(browser_without_devices, svc.http_url, name="Dee")
     a.join(room)
@@ -110,7 +110,7 @@ def test_participant_without_any_devices_joins_receive_only(
 
 
 def test_call_recovers_without_reload_after_the_server_restarts_mid_call(rtcsvc, browser, people, room):
-    svc = rtcsvc()
+    svc = rtcsvc(tls=True)
     a = people(browser, svc.http_url, name="Ada")
     b = people(browser, svc.http_url, name="Grace")
     a.join(room)
@@ -126,7 +126,7 @@ def test_call_recovers_without_reload_after_the_server_restarts_mid_call(rtcsvc,
         p.wait("() => window.rtcsvc.state.notices.includes('connection-lost')")
         assert p.page.locator("#banner").is_visible()
 
-    rtcsvc(port=svc.port)  # a new process on the same port
+    rtcsvc(port=svc.port, tls=True)  # a new process on the same port
     for p in (a, b):
         p.wait("() => window.rtcsvc.state.signaling === 'open'", timeout=30_000, what="the socket to reconnect")
     (new_b,) = a.wait_connected_to(1, timeout=30_000)

@@ -79,7 +79,7 @@ def test_relay_only_call_flows_through_coturn_with_minted_credentials(tmp_path, 
     coturn = CoturnProcess.start(tmp_path / "coturn", secret)
     try:
         service = rtcsvc(args=["--turn-url", coturn.turn_url("udp"),
-                               "--turn-secret-file", str(secret_file)])
+                               "--turn-secret-file", str(secret_file)], tls=True)
         alice, bob = start_relay_only_call(people, chromium, service.http_url, room)
 
         low, high = coturn.relay_ports

@@ -26,8 +26,8 @@ def redis(tmp_path):
 
 def test_a_call_between_two_processes_connects_and_media_flows_both_ways(
         redis, rtcsvc, browser, people, room):
-    a = rtcsvc(args=["--redis", redis.url])
-    b = rtcsvc(args=["--redis", redis.url])
+    a = rtcsvc(args=["--redis", redis.url], tls=True)
+    b = rtcsvc(args=["--redis", redis.url], tls=True)
     ada = people(browser, a.http_url, name="Ada")
     grace = people(browser, b.http_url, name="Grace")
     ada.join(room)

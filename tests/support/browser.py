@@ -1,6 +1,7 @@
 """Drive Debian's headless Chromium with Playwright against a real rtcsvc process.
 
-Chromium's fake camera and microphone stand in for people. ``Participant`` wraps one browser
+Chromium's fake camera and microphone stand in for people, over rtcsvc's own HTTPS (its generated
+certificate, as ``script/run`` serves it). ``Participant`` wraps one browser
 context (one person): open the room link, pass the lobby, then read the app's state through
 its ``window.rtcsvc`` test hook (documented in ``static/js/main.js`` and ``docs/client.md``)
 instead of scraping pixels. Every wait is bounded.
@@ -107,6 +108,9 @@ class Participant:
         self.context = browser.new_context(
             viewport=viewport or {"width": 1280, "height": 760},
             permissions=list(permissions),
+            # rtcsvc's own HTTPS with the self-signed certificate it generates, as script/run
+            # serves it: the person clicked through the browser's warning once.
+            ignore_https_errors=True,
         )
         self.page = self.context.new_page()
         self.console: list[str] = []

@@ -121,6 +121,20 @@ class RtcsvcProcess:
 
         wait_for(ready, timeout, f"rtcsvc on port {self.port}")
 
+    def client_context(self):
+        """An ``ssl`` context that trusts exactly this process's generated certificate."""
+        import ssl
+
+        if self.scheme != "https":
+            return None
+        return ssl.create_default_context(cafile=str(self.state_dir / "tls-cert.pem"))
+
+    def get(self, path: str) -> bytes:
+        """GET ``path`` from the first listener (verifying its certificate over TLS)."""
+        with urllib.request.urlopen(f"{self.http_url}{path}", timeout=5,
+                                    context=self.client_context()) as response:
+            return response.read()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
