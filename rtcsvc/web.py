@@ -212,23 +212,38 @@ def make_site(factory, metrics, static_dir: Path, proxies, idle: float = 60,
     return GuardedSite(SecurityHeaders(files, is_secure), idle, request)
 
 
-def make_redirect_site(https_port: int, idle: float = 60, request: float = 10) -> server.Site:
-    """Plain HTTP that only sends browsers to the HTTPS listener."""
-    return GuardedSite(SecurityHeaders(_ToHTTPS(https_port), lambda request: False), idle,
+def make_redirect_site(https_port: int, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+                       idle: float = 60, request: float = 10) -> server.Site:
+    """Plain HTTP that only sends browsers to the HTTPS listener on ``https_port``.
+
+    ``hosts`` are the names that listener answers to (the default listeners bind 127.0.0.1 and
+    the generated certificate names localhost and 127.0.0.1); the first is the fallback.
+    """
+    return GuardedSite(SecurityHeaders(_ToHTTPS(https_port, hosts), lambda request: False), idle,
                        request)
 
 
 class _ToHTTPS(resource.Resource):
+    """308 to the same path on the HTTPS listener, at a host this service chose.
+
+    The request's Host header is kept only when it is one of ``hosts``: a name a client made up
+    (``Host: evil.example``) must not turn this service into a redirector to other sites.
+    """
+
     isLeaf = True
 
-    def __init__(self, https_port: int):
+    def __init__(self, https_port: int, hosts: tuple[str, ...]):
         super().__init__()
         self._port = https_port
+        self._hosts = tuple(host.lower() for host in hosts)
 
     def render(self, request):
-        host = _hostname(request.getHeader("host") or "localhost")
+        asked = _hostname(request.getHeader("host") or "").lower()
+        host = asked if asked in self._hosts else self._hosts[0]
         port = "" if self._port == 443 else f":{self._port}"
         path = request.uri.decode("latin-1")
+        if not path.startswith("/"):
+            path = "/"  # an absolute-form or "*" target names no path of ours
         request.redirect(f"https://{host}{port}{path}".encode("latin-1"))
         request.setResponseCode(308)
         return b""

@@ -133,6 +133,12 @@ def test_without_listen_http_redirects_to_https_and_https_serves(tmp_path):
         status, headers, _ = fetch("http://127.0.0.1:8080/r/room?x=1")
         assert status == 308
         assert headers["Location"] == "https://127.0.0.1:8443/r/room?x=1"
+        # A Host header the client made up is not where the browser is sent.
+        forged = urllib.request.Request("http://127.0.0.1:8080/r/room",
+                                        headers={"Host": "evil.example"})
+        status, headers, _ = fetch(forged)
+        assert status == 308
+        assert headers["Location"] == "https://localhost:8443/r/room"
     finally:
         default.stop()
 
