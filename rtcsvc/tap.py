@@ -12,7 +12,8 @@ import gc
 import os
 from pathlib import Path
 
-from twisted.application import service, strports
+from twisted.application import service
+from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from rtcsvc import __version__
@@ -22,7 +23,8 @@ from rtcsvc.metrics import Metrics
 from rtcsvc.origin import OriginPolicy, TrustedProxies
 from rtcsvc.protocol import Limits, SignalingFactory
 from rtcsvc.redis_hub import RedisHub, RedisHubService, parse_redis_url
-from rtcsvc.tls import ensure_certificate
+from rtcsvc.startup import ListenerService, StartupError
+from rtcsvc.tls import CertificateError, ensure_certificate
 from rtcsvc.turn import IceConfig
 from rtcsvc.web import default_static_dir, make_redirect_site, make_site
 
@@ -309,18 +311,41 @@ def makeService(config, reactor=None):
     if not listeners:
         listeners = [f"ssl:{DEFAULT_HTTPS_PORT}:interface=127.0.0.1"]
         redirect = make_redirect_site(DEFAULT_HTTPS_PORT, **timeouts)
-        strports.service(f"tcp:{DEFAULT_HTTP_PORT}:interface=127.0.0.1", redirect,
-                         reactor=reactor).setServiceParent(top)
+        _listener(reactor, f"tcp:{DEFAULT_HTTP_PORT}:interface=127.0.0.1", redirect,
+                  "the redirect to HTTPS").setServiceParent(top)
     for description in listeners:
-        if description.startswith("ssl:") and "privateKey=" not in description:
-            key, cert = ensure_certificate(state_dir)
-            description += f":privateKey={_escape(key)}:certKey={_escape(cert)}"
-        strports.service(description, shared, reactor=reactor).setServiceParent(top)
+        _listener(reactor, description, shared, "the app", state_dir).setServiceParent(top)
     _SignalingShutdown(factory, hub).setServiceParent(top)
     _CollectorTuning().setServiceParent(top)
     if config["redis"] is not None:
         RedisHubService(hub).setServiceParent(top)
     return top
+
+
+def _listener(reactor, description, factory, role, state_dir=None):
+    """A port for ``--listen description``; a mistake in it stops start-up with one line."""
+    option = f"--listen {description}"
+    if description.startswith("ssl:") and "privateKey=" not in description:
+        try:
+            key, cert = ensure_certificate(state_dir)
+        except CertificateError as e:
+            raise StartupError(f"--state-dir {state_dir}: {e}") from None
+        description += f":privateKey={_escape(key)}:certKey={_escape(cert)}"
+    try:
+        endpoint = serverFromString(reactor, description)
+    except OSError as e:  # a key or certificate file that cannot be read
+        raise StartupError(f"{option}: cannot read {e.filename}: {e.strerror}") from None
+    except Exception as e:  # a malformed string, or a key file OpenSSL rejects
+        raise StartupError(f"{option}: {_endpoint_error(e)}") from None
+    scheme = "https" if description.startswith("ssl:") else "http"
+    return ListenerService(endpoint, factory, option, scheme, role)
+
+
+def _endpoint_error(error: Exception) -> str:
+    text = str(error) or type(error).__name__
+    if type(error).__module__.startswith("OpenSSL"):
+        return f"the key or certificate is not valid PEM or they do not match ({text})"
+    return text
 
 
 def _escape(path: Path) -> str:

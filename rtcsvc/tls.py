@@ -25,13 +25,36 @@ VALIDITY = datetime.timedelta(days=365)
 RENEW_BEFORE = datetime.timedelta(days=30)
 
 
+class CertificateError(Exception):
+    """The state directory cannot hold or give back the self-signed certificate (one line)."""
+
+
 def ensure_certificate(state_dir: Path, hostname: str | None = None,
                        now: datetime.datetime | None = None) -> tuple[Path, Path]:
-    """Return ``(key_path, cert_path)``, making them if absent or close to expiry."""
+    """Return ``(key_path, cert_path)``, making them if absent or close to expiry.
+
+    Raises :class:`CertificateError` saying what is wrong with the directory or its files.
+    """
+    try:
+        return _ensure_certificate(state_dir, hostname, now)
+    except OSError as e:
+        where = e.filename or state_dir
+        raise CertificateError(f"cannot use {where} for the TLS certificate: "
+                               f"{e.strerror or e}") from None
+
+
+def _ensure_certificate(state_dir, hostname, now):
+    if state_dir.exists() and not state_dir.is_dir():
+        raise CertificateError(f"{state_dir} is not a directory")
     key_path, cert_path = state_dir / KEY_NAME, state_dir / CERT_NAME
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if key_path.exists() and cert_path.exists():
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except ValueError:
+            raise CertificateError(
+                f"{cert_path} is not a PEM certificate; delete it (and {key_path.name}) "
+                "to have a new one made") from None
         if cert.not_valid_after_utc - RENEW_BEFORE > now:
             return key_path, cert_path
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
