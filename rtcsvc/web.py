@@ -201,15 +201,13 @@ def make_site(factory, metrics, static_dir: Path, proxies, idle: float = 60,
     files.putChild(b"r", RoomPage(static_dir / "index.html"))
     files.putChild(b"healthz", Health(factory.hub, lambda: len(factory.connections)))
     files.putChild(b"metrics", MetricsResource(registry=metrics.registry))
-
-    def is_secure(request):
-        if request.isSecure():
-            return True
-        peer = request.getClientAddress()
-        view = proxies.view(getattr(peer, "host", ""), False, request.getHeader)
-        return view.scheme == "https"
-
-    return GuardedSite(SecurityHeaders(files, is_secure), idle, request)
+    # HSTS is set by whoever ends TLS, and only there, so a response carries it once. On
+    # rtcsvc's own TLS listeners that is rtcsvc. Behind a proxy it is the proxy (the shipped
+    # Apache site sets it), not rtcsvc from the forwarded scheme: the proxy also answers when
+    # rtcsvc is down or refuses a path (its 502/503/403 pages), which only it can cover, and two
+    # different Strict-Transport-Security headers on one response were what rtcsvc plus Apache
+    # sent before. ``proxies`` therefore plays no part here.
+    return GuardedSite(SecurityHeaders(files, lambda request: request.isSecure()), idle, request)
 
 
 def make_redirect_site(https_port: int, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),

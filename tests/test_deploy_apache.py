@@ -104,6 +104,39 @@ def test_page_and_healthz_are_served_through_apache(deployment):
         assert headers["Strict-Transport-Security"].startswith("max-age=")
 
 
+@pytest.mark.parametrize("tls", [True, False], ids=["https", "plain-http-behind-tls"])
+def test_every_https_response_carries_exactly_one_hsts_header(rtcsvc, tmp_path, tls):
+    """Apache sets HSTS, rtcsvc does not add its own behind it, and Apache's 503 has it too.
+
+    ``plain-http-behind-tls``: rtcsvc-plain-http.conf with the public scheme https, as behind
+    a load balancer that ends TLS.
+    """
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
+    front = ProxyFront.start(tmp_path / "apache", service.port, tls=tls, upgrade=False,
+                             public_scheme="https")
+    try:
+        for path in ("/", "/healthz", "/js/", "/no-such-page"):
+            _, headers, _ = front.request("GET", path)
+            hsts = headers.get_all("Strict-Transport-Security") or []
+            assert len(hsts) == 1 and hsts[0].startswith("max-age="), (path, hsts)
+        service.stop()  # now only Apache answers
+        status, headers, _ = front.request("GET", "/")
+        assert status == 503
+        assert len(headers.get_all("Strict-Transport-Security") or []) == 1
+    finally:
+        front.stop()
+
+
+def test_plain_http_site_with_public_scheme_http_sends_no_hsts(rtcsvc, tmp_path):
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
+    front = ProxyFront.start(tmp_path / "apache", service.port, tls=False, upgrade=False)
+    try:
+        _, headers, _ = front.request("GET", "/")
+        assert headers.get_all("Strict-Transport-Security") is None
+    finally:
+        front.stop()
+
+
 def test_protocol_v1_exchange_through_apache(deployment):
     """welcome, peer-joined, an addressed signal and peer-left on a clean close, via the proxy."""
 

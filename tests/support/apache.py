@@ -276,7 +276,8 @@ class ProxyFront:
 
     @classmethod
     def start(cls, root: Path, backend_port: int, tls: bool, upgrade: bool,
-              modules: tuple[str, ...] = MODULES) -> "ProxyFront":
+              modules: tuple[str, ...] = MODULES, public_scheme: str = "http") -> "ProxyFront":
+        """``public_scheme``: what rtcsvc-plain-http.conf tells rtcsvc (without ``tls`` only)."""
         port = free_port()
         defines: dict[str, str | None] = {
             "RTCSVC_SERVER_NAME": SERVER_NAME,
@@ -300,7 +301,7 @@ class ProxyFront:
             sites = ["rtcsvc-ssl.conf", "rtcsvc-http.conf"]
             ports = {"https": port, "http": redirect_port}
         else:
-            defines.update(RTCSVC_HTTP_PORT=str(port), RTCSVC_PUBLIC_SCHEME="http")
+            defines.update(RTCSVC_HTTP_PORT=str(port), RTCSVC_PUBLIC_SCHEME=public_scheme)
             sites = ["rtcsvc-plain-http.conf"]
             ports = {"http": port}
         apache = ApacheProcess.start(root, sites, defines, ports, modules=modules)
@@ -308,7 +309,11 @@ class ProxyFront:
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 port: int | None = None, tls: bool | None = None, timeout: float = 10.0):
-        """One HTTP request through Apache: (status, headers, body)."""
+        """One HTTP request through Apache: (status, headers, body).
+
+        ``headers`` is the response's ``http.client.HTTPMessage``: ``headers[name]`` is the first
+        value (or None), ``headers.get_all(name)`` every one, so duplicates stay visible.
+        """
         import http.client
 
         tls = self.tls if tls is None else tls
@@ -322,7 +327,7 @@ class ProxyFront:
             connection.request(method, path, headers={"Host": f"{SERVER_NAME}:{port}",
                                                       **(headers or {})})
             response = connection.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
+            return response.status, response.msg, response.read()
         finally:
             connection.close()
 
