@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import grp
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
+import ssl
+import stat
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,13 +209,76 @@ def test_forged_credentials_are_refused(turn_deployment):
     assert asyncio.run(refusal_code(coturn.port, stretched, entry["credential"])) == 401
 
 
+DEPLOY_HOOK = DEPLOY_COTURN.parent / "certbot" / "coturn-deploy-hook"
+SHIPPED_TLS_DIR = "/etc/coturn/tls"  # where the hook writes and turnserver.conf reads
+
+
+def issue_certificate(live: Path, name: str = "turn.example.com") -> Path:
+    """A throwaway certificate laid out as certbot's live/<name>/ directory."""
+    live.mkdir(parents=True, exist_ok=True)
+    certificate, key = make_self_signed_certificate(live, name)
+    certificate.rename(live / "fullchain.pem")
+    key.rename(live / "privkey.pem")
+    return live
+
+
+def run_deploy_hook(tmp_path: Path, lineage: Path, domains: str, tls_dir: Path,
+                    on_reload: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run the shipped hook as certbot would, with a ``systemctl`` stub that logs its calls.
+
+    The stub says coturn is active only when ``on_reload`` (a shell command, run on
+    ``systemctl kill``) is given, as a host where coturn is not running yet.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "systemctl-calls"
+    calls.write_text("")
+    stub = bin_dir / "systemctl"
+    stub.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> "{calls}"\n'
+        'case "$1" in\n'
+        f'  is-active) [ -n "{on_reload}" ] ;;\n'
+        f"  kill) {on_reload or 'exit 1'} ;;\n"
+        "esac\n"
+    )
+    stub.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "RENEWED_LINEAGE": str(lineage),
+        "RENEWED_DOMAINS": domains,
+        "COTURN_TLS_DIR": str(tls_dir),
+        "COTURN_GROUP": coturn_group(),
+    }
+    result = subprocess.run([str(DEPLOY_HOOK)], env=env, capture_output=True, text=True,
+                            timeout=30)
+    return result, calls.read_text().splitlines()
+
+
+def coturn_group() -> str:
+    """turnserver (Debian's coturn) when we may give files to it, else our own group."""
+    if os.geteuid() == 0:
+        try:
+            grp.getgrnam("turnserver")
+            return "turnserver"
+        except KeyError:
+            pass
+    return grp.getgrgid(os.getegid()).gr_name
+
+
 def production_config(tmp_path: Path, secret: str) -> tuple[Path, dict]:
     """The shipped production turnserver.conf, made to run here by mechanical substitution.
 
-    Placeholders become loopback values and a throwaway certificate; the ports become free ones;
-    logging goes to a file. Everything else (auth, TLS policy, denied peers...) is as shipped.
+    Placeholders become loopback values; the ports become free ones; logging goes to a file.
+    The certificate is a throwaway one, put where coturn reads it by the shipped certbot deploy
+    hook. Everything else (auth, TLS policy, denied peers...) is as shipped.
     """
-    certificate, key = make_self_signed_certificate(tmp_path, "turn.example.com")
+    lineage = issue_certificate(tmp_path / "live" / "turn.example.com")
+    tls_dir = tmp_path / "coturn-tls"
+    result, _ = run_deploy_hook(tmp_path, lineage, "turn.example.com", tls_dir)
+    assert result.returncode == 0, result.stderr
+    certificate, key = tls_dir / "fullchain.pem", tls_dir / "privkey.pem"
     port, tls_port = free_udp_and_tcp_port(), free_udp_and_tcp_port()
     low, high = free_relay_range()
     text = (DEPLOY_COTURN / "turnserver.conf").read_text()
@@ -220,8 +288,8 @@ def production_config(tmp_path: Path, secret: str) -> tuple[Path, dict]:
         r"(?m)^tls-listening-port=\d+$": f"tls-listening-port={tls_port}",
         r"(?m)^min-port=\d+$": f"min-port={low}",
         r"(?m)^max-port=\d+$": f"max-port={high}",
-        r"(?m)^cert=.*$": f"cert={certificate}",
-        r"(?m)^pkey=.*$": f"pkey={key}",
+        rf"(?m)^cert={SHIPPED_TLS_DIR}/fullchain\.pem$": f"cert={certificate}",
+        rf"(?m)^pkey={SHIPPED_TLS_DIR}/privkey\.pem$": f"pkey={key}",
         r"(?m)^syslog$": f"log-file={tmp_path}/turnserver.log\nsimple-log",
         r"(?m)^pidfile=.*$": f"pidfile={tmp_path}/turnserver.pid\nuserdb={tmp_path}/turndb",
         r"(?m)^static-auth-secret=@TURN_SECRET@$": f"static-auth-secret={secret}",
@@ -231,13 +299,12 @@ def production_config(tmp_path: Path, secret: str) -> tuple[Path, dict]:
         assert count == 1, f"turnserver.conf: {pattern} matched {count} times"
     conf = tmp_path / "turnserver.conf"
     conf.write_text(text)
-    return conf, {"port": port, "tls_port": tls_port, "certificate": certificate}
+    return conf, {"port": port, "tls_port": tls_port, "certificate": certificate,
+                  "lineage": lineage, "tls_dir": tls_dir}
 
 
 @pytest.fixture
 def production_coturn(tmp_path):
-    import subprocess
-
     secret = secrets.token_hex(32)
     conf, info = production_config(tmp_path, secret)
     process = subprocess.Popen([TURNSERVER_BINARY, "-c", str(conf)], stdin=subprocess.DEVNULL,
@@ -250,7 +317,7 @@ def production_coturn(tmp_path):
             return udp_answers_stun(info["port"])
 
         wait_for(ready, 20, "coturn (production config)")
-        yield {**info, "secret": secret, "log": tmp_path / "turnserver.log"}
+        yield {**info, "secret": secret, "log": tmp_path / "turnserver.log", "pid": process.pid}
     finally:
         stop_process(process)
 
@@ -297,3 +364,53 @@ def test_production_config_serves_turn_over_tls(production_coturn):
         await asyncio.sleep(0.1)
 
     asyncio.run(scenario())
+
+
+def test_certbot_deploy_hook_gives_coturn_a_readable_copy_and_reloads_it(tmp_path):
+    """Chain 0644 and key 0640, group turnserver, in the directory turnserver.conf names."""
+    lineage = issue_certificate(tmp_path / "live" / "chat.example.com")
+    tls_dir = tmp_path / "coturn-tls"
+    result, calls = run_deploy_hook(tmp_path, lineage, "chat.example.com turn.example.com",
+                                    tls_dir, on_reload="true")
+    assert result.returncode == 0, result.stderr
+    gid = grp.getgrnam(coturn_group()).gr_gid
+    for name, mode in (("fullchain.pem", 0o644), ("privkey.pem", 0o640)):
+        copy = tls_dir / name
+        assert copy.read_bytes() == (lineage / name).read_bytes()
+        assert (stat.S_IMODE(copy.stat().st_mode), copy.stat().st_gid) == (mode, gid), name
+    assert stat.S_IMODE(tls_dir.stat().st_mode) == 0o750 and tls_dir.stat().st_gid == gid
+    assert sorted(p.name for p in tls_dir.iterdir()) == ["fullchain.pem", "privkey.pem"]
+    assert calls == ["is-active --quiet coturn", "kill --signal=SIGUSR2 coturn"]
+    # The hook's default directory is the one the shipped turnserver.conf reads.
+    assert f"COTURN_TLS_DIR=${{COTURN_TLS_DIR:-{SHIPPED_TLS_DIR}}}" in DEPLOY_HOOK.read_text()
+    conf = (DEPLOY_COTURN / "turnserver.conf").read_text()
+    assert f"\ncert={SHIPPED_TLS_DIR}/fullchain.pem\n" in conf
+    assert f"\npkey={SHIPPED_TLS_DIR}/privkey.pem\n" in conf
+
+
+def test_certbot_deploy_hook_leaves_other_certificates_alone(tmp_path):
+    lineage = issue_certificate(tmp_path / "live" / "www.example.com", "www.example.com")
+    tls_dir = tmp_path / "coturn-tls"
+    result, calls = run_deploy_hook(tmp_path, lineage, "www.example.com", tls_dir,
+                                    on_reload="true")
+    assert result.returncode == 0, result.stderr
+    assert not tls_dir.exists() and calls == []
+
+
+def test_coturn_serves_the_renewed_certificate_after_the_deploy_hook(production_coturn, tmp_path):
+    """The hook's SIGUSR2 makes a running coturn serve the new certificate, without a restart."""
+
+    def served() -> bytes:
+        pem = ssl.get_server_certificate(("127.0.0.1", production_coturn["tls_port"]), timeout=5)
+        return ssl.PEM_cert_to_DER_cert(pem)
+
+    old = production_coturn["certificate"].read_bytes()
+    assert served() == ssl.PEM_cert_to_DER_cert(old.decode())
+    renewed = issue_certificate(tmp_path / "renewed" / "turn.example.com")
+    new = ssl.PEM_cert_to_DER_cert((renewed / "fullchain.pem").read_text())
+    result, calls = run_deploy_hook(tmp_path, renewed, "turn.example.com",
+                                    production_coturn["tls_dir"],
+                                    on_reload=f"kill -USR2 {production_coturn['pid']}")
+    assert result.returncode == 0, result.stderr
+    assert "kill --signal=SIGUSR2 coturn" in calls
+    wait_for(lambda: served() == new, 10, "coturn serving the renewed certificate")
