@@ -122,6 +122,11 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
         self.transport.abortConnection()
 
 
+#: Alerts by which a client says it does not trust the certificate: with the generated
+#: self-signed one, every browser sends one until the person accepts the warning.
+_DISTRUST = ("certificate unknown", "unknown ca", "bad certificate")
+
+
 def tls_failure_reason(error: SSL.Error) -> str:
     """OpenSSL's reasons for a failed handshake, in words ("no shared cipher", ...)."""
     reasons = []
@@ -129,4 +134,7 @@ def tls_failure_reason(error: SSL.Error) -> str:
         reason = entry[-1] if isinstance(entry, tuple) and entry else entry
         if reason and reason not in reasons:
             reasons.append(str(reason))
-    return "; ".join(reasons) or "unknown reason"
+    text = "; ".join(reasons) or "unknown reason"
+    if any(alert in text for alert in _DISTRUST):
+        text += " (the client does not trust this certificate)"
+    return text
