@@ -9,6 +9,7 @@ each with mod_proxy_wstunnel and with mod_proxy_http's ``upgrade=websocket``.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import re
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from tests.support.apache import (
     MODULES,
     SERVER_NAME,
+    ApacheProcess,
     ProxyFront,
     config_test,
     free_port,
@@ -125,6 +127,31 @@ def test_every_https_response_carries_exactly_one_hsts_header(rtcsvc, tmp_path, 
         assert len(headers.get_all("Strict-Transport-Security") or []) == 1
     finally:
         front.stop()
+
+
+def test_balancer_site_sends_exactly_one_hsts_header(rtcsvc, tmp_path):
+    """rtcsvc-balancer.conf (TLS ended in front) with both members on one rtcsvc."""
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
+    port = free_port()
+    backend = f"127.0.0.1:{service.port}"
+    apache = ApacheProcess.start(
+        tmp_path / "apache", ["rtcsvc-balancer.conf"],
+        {"RTCSVC_SERVER_NAME": SERVER_NAME, "RTCSVC_HTTP_PORT": str(port),
+         "RTCSVC_BACKEND_1": backend, "RTCSVC_BACKEND_2": backend},
+        {"http": port},
+        modules=MODULES + ("slotmem_shm", "proxy_balancer", "lbmethod_bybusyness",
+                           "lbmethod_byrequests"),
+    )
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/", headers={"Host": SERVER_NAME})
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        assert response.status == 200
+        assert len(response.msg.get_all("Strict-Transport-Security") or []) == 1
+    finally:
+        apache.stop()
 
 
 def test_plain_http_site_with_public_scheme_http_sends_no_hsts(rtcsvc, tmp_path):
