@@ -6,7 +6,9 @@ whole ``Request`` (header parsing, resource traversal, response headers that are
 before Autobahn's ``WebSocketResource`` re-serialises that request and Autobahn parses it again:
 about a fifth of a join/leave cycle (docs/performance.md). So a connection whose first bytes
 are ``GET /ws/`` is given to the signaling factory's protocol directly, and any other to the
-site's HTTP channel: the same split Crossbar's "unisocket" makes. The site keeps its
+site's HTTP channel: the same split Crossbar's "unisocket" makes. With ``--turn-backend``, a
+connection whose first bytes are a STUN message goes to coturn (``rtcsvc.turn_tunnel``): TURN
+over TLS on the site's own name and port. The site keeps its
 ``/ws/`` resource for the rare client that upgrades on a kept-alive connection after fetching
 something else, so nothing depends on how the first bytes arrive.
 
@@ -30,6 +32,8 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from rtcsvc.turn_tunnel import looks_like_stun
+
 SIGNALING_PREFIX = b"GET /ws/"
 #: What this port speaks after TLS, offered over ALPN.
 ALPN_PROTOCOLS = (b"http/1.1",)
@@ -41,11 +45,14 @@ _log = Logger()
 class SharedPortFactory(Factory):
     """Builds a :class:`SharedPortProtocol` per connection, for one site and one signaling factory."""
 
-    def __init__(self, site, signaling, clock, timeout: float):
+    def __init__(self, site, signaling, clock, timeout: float, turn_tunnel=None):
         self.site = site
         self.signaling = signaling
         self.clock = clock
         self.timeout = timeout
+        #: Makes a ``rtcsvc.turn_tunnel.TurnTunnel`` for a connection that speaks STUN, or
+        #: None when no TURN backend is configured (such connections then go to the site).
+        self.turn_tunnel = turn_tunnel
 
     def buildProtocol(self, addr):
         chooser = SharedPortProtocol()
@@ -79,6 +86,7 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
 
     _inner = None
     _tls_handshake_done = False
+    _held = b""
 
     def connectionMade(self):
         self.callLater = self.factory.clock.callLater
@@ -88,10 +96,22 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
         inner = self._inner
         if inner is None:
             factory = self.factory
+            if factory.turn_tunnel is not None:
+                data = self._held + data
+                stun = looks_like_stun(data)
+                if stun is None:
+                    self._held = data  # fewer than 8 bytes: not enough to tell
+                    return
+                self._held = b""
+            else:
+                stun = False
             # A first read shorter than the prefix goes to the site, which routes /ws/ to
             # Autobahn too (its own request deadline then applies): correct either way, only
             # the fast path is missed.
-            if data.startswith(SIGNALING_PREFIX):
+            if stun:
+                self.setTimeout(None)  # coturn keeps its own timers for TURN connections
+                inner = factory.turn_tunnel()
+            elif data.startswith(SIGNALING_PREFIX):
                 inner = factory.signaling.buildProtocol(self.addr)
             else:
                 self.setTimeout(None)

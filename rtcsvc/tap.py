@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from twisted.application import service
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.python import usage
 
 from rtcsvc import __version__
@@ -26,6 +26,7 @@ from rtcsvc.redis_hub import RedisHub, RedisHubService, parse_redis_url
 from rtcsvc.startup import ListenerService, StartupError
 from rtcsvc.tls import CertificateError, ensure_certificate
 from rtcsvc.turn import IceConfig
+from rtcsvc.turn_tunnel import TurnTunnel
 from rtcsvc.web import default_static_dir, make_redirect_site, make_site
 
 DEFAULT_HTTPS_PORT = 8443
@@ -87,6 +88,12 @@ docs/protocol.md; threats and limits are docs/reliability.md.
         ["turn-secret-file", None, None,
          "File holding the secret shared with coturn (its static-auth-secret) for minting "
          "time-limited TURN credentials. Needs --turn-url."],
+        ["turn-backend", None, None,
+         "Where coturn takes TURN connections that arrive on this site's own listeners "
+         "(turns:<site name>:443?transport=tcp in --turn-url), as a Twisted client endpoint, "
+         "e.g. tcp:127.0.0.1:3479 for coturn's tcp-proxy-port=3479 on loopback. rtcsvc ends "
+         "TLS and passes them on with a PROXY protocol v2 header carrying the caller's "
+         "address. Without it, TURN goes to coturn's own ports only."],
         ["turn-ttl", None, 86400, "Lifetime of minted TURN credentials, in seconds.",
          _bounded("turn-ttl", int, 60, 7 * 86400)],
         ["max-peers", None, 6, "Room capacity: members per room (mesh calls).",
@@ -303,7 +310,8 @@ def makeService(config, reactor=None):
     metrics.watch(hub, lambda: len(factory.connections))
     timeouts = dict(idle=config["idle-timeout"], request=config["handshake-timeout"])
     site = make_site(factory, metrics, Path(config["static"]), proxies, **timeouts)
-    shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"])
+    shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"],
+                               turn_tunnel=_turn_tunnel(reactor, config["turn-backend"]))
 
     top = service.MultiService()
     state_dir = Path(config["state-dir"])
@@ -320,6 +328,17 @@ def makeService(config, reactor=None):
     if config["redis"] is not None:
         RedisHubService(hub).setServiceParent(top)
     return top
+
+
+def _turn_tunnel(reactor, description):
+    """What makes a TurnTunnel to ``--turn-backend description``, or None without one."""
+    if description is None:
+        return None
+    try:
+        endpoint = clientFromString(reactor, description)
+    except Exception as e:  # a malformed endpoint string
+        raise StartupError(f"--turn-backend {description}: {e}") from None
+    return lambda: TurnTunnel(endpoint.connect, description)
 
 
 def _listener(reactor, description, factory, role, state_dir=None):

@@ -106,9 +106,12 @@ class CoturnProcess:
     @classmethod
     def start(
         cls, directory: Path, secret: str, realm: str = "rtcsvc.test", timeout: float = 20.0,
-        port: int | None = None,
+        port: int | None = None, extra_config: str = "",
     ) -> "CoturnProcess":
-        """Start coturn on ``port`` (a free one if None: give the old one to restart in place)."""
+        """Start coturn on ``port`` (a free one if None: give the old one to restart in place).
+
+        ``extra_config`` is appended to the shipped file, for a layout it does not cover.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         port = port or free_udp_and_tcp_port()
         low, high = free_relay_range()
@@ -123,7 +126,7 @@ class CoturnProcess:
                     "REALM": realm,
                     "STATE_DIR": str(directory),
                 }
-            )
+            ) + extra_config
         )
         log = open(directory / "turnserver.log", "wb")
         try:
