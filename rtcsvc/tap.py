@@ -309,7 +309,7 @@ def makeService(config, reactor=None):
     )
     metrics.watch(hub, lambda: len(factory.connections))
     timeouts = dict(idle=config["idle-timeout"], request=config["handshake-timeout"])
-    site = make_site(factory, metrics, Path(config["static"]), proxies, **timeouts)
+    site = make_site(factory, metrics, Path(config["static"]), **timeouts)
     shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"],
                                turn_tunnel=_turn_tunnel(reactor, config["turn-backend"]))
 

@@ -193,7 +193,7 @@ class GuardedSite(server.Site):
         return channel
 
 
-def make_site(factory, metrics, static_dir: Path, proxies, idle: float = 60,
+def make_site(factory, metrics, static_dir: Path, idle: float = 60,
               request: float = 10) -> server.Site:
     """The one site that serves the app, ``/ws/<room>``, ``/healthz`` and ``/metrics``."""
     files = StaticFiles(str(static_dir))
@@ -206,7 +206,7 @@ def make_site(factory, metrics, static_dir: Path, proxies, idle: float = 60,
     # Apache site sets it), not rtcsvc from the forwarded scheme: the proxy also answers when
     # rtcsvc is down or refuses a path (its 502/503/403 pages), which only it can cover, and two
     # different Strict-Transport-Security headers on one response were what rtcsvc plus Apache
-    # sent before. ``proxies`` therefore plays no part here.
+    # sent before. The forwarded scheme therefore plays no part here.
     return GuardedSite(SecurityHeaders(files, lambda request: request.isSecure()), idle, request)
 
 
