@@ -20,13 +20,10 @@ import hashlib
 import itertools
 import os
 import socket
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import txredisapi
 from twisted.application import service
 from twisted.internet import defer, task
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -43,7 +40,16 @@ from rtcsvc.hub import (
     new_peer_id,
     new_resume_token,
 )
+from rtcsvc.redis_connection import (
+    HandshakeRefused,
+    RedisAddress,
+    explain,
+    handshake,
+    parse_redis_url,
+)
 from rtcsvc.redis_lua import SCRIPTS
+
+__all__ = ["RedisHub", "RedisHubService", "RedisAddress", "parse_redis_url"]
 
 _log = Logger()
 
@@ -53,37 +59,8 @@ DEFAULT_LEASE_TTL = 10.0
 DEFAULT_JOIN_TIMEOUT = 5.0
 #: Reconnection back-off cap: after a Redis restart, seats are re-registered within about this.
 RECONNECT_MAX_DELAY = 2.0
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    host: str
-    port: int
-    db: int
-    username: str | None
-    password: str | None
-
-    def __str__(self):
-        return f"redis://{self.host}:{self.port}/{self.db}"
-
-
-def parse_redis_url(url: str) -> RedisAddress:
-    """``redis://[[user]:password@]host[:port][/db]``; raises ValueError with a reason."""
-    parts = urlsplit(url)
-    if parts.scheme != "redis":
-        raise ValueError(f"must be a redis:// URL, not {url!r}")
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        raise ValueError(f"has a bad port: {url!r}") from None
-    path = parts.path.strip("/")
-    if path and not path.isdigit():
-        raise ValueError(f"must end with a database number (/0), not /{path}")
-    if not parts.hostname:
-        raise ValueError(f"needs a host: {url!r}")
-    return RedisAddress(parts.hostname, port, int(path or 0),
-                        unquote(parts.username) if parts.username else None,
-                        unquote(parts.password) if parts.password is not None else None)
+#: Seconds for TLS, the login and a PING on a new connection before it is abandoned.
+HANDSHAKE_TIMEOUT = 5.0
 
 
 @implementer(IMembership)
@@ -138,34 +115,80 @@ class _PendingJoin:
         self.backlog = []
 
 
-class _CommandProtocol(txredisapi.RedisProtocol):
+class _Handshaking:
+    """Logs in (AUTH, SELECT, PING) before txredisapi sees the connection, so that a refusal is
+    reported by us in one line and the connection is retried with back-off, not given up."""
+
     def connectionMade(self):
-        self.whenConnected().addCallback(self.factory.hub._commands_up)
-        return super().connectionMade()
+        self._usable = False
+        self._reported = False
+        hub = self.factory.hub
+        # A server that takes TCP but never answers (a TLS port spoken to in clear may wait for
+        # a ClientHello, a black hole) must not leave us waiting: hang up and retry.
+        self._deadline = hub._clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
+        d = handshake(self, hub.address)
+        d.addCallbacks(self._logged_in, self._refused)
+
+    def _too_slow(self):
+        self._reported = True
+        self.factory.hub._trouble(f"did not answer within {HANDSHAKE_TIMEOUT:g} s "
+                                  "(a TLS port reached with redis://? then use rediss://)")
+        self.transport.abortConnection()
+
+    def _logged_in(self, _):
+        self._usable = True
+        if self._deadline.active():
+            self._deadline.cancel()
+        self.whenConnected().addCallback(self._up)
+        # No password and no dbid: txredisapi only marks the connection ready.
+        return txredisapi.RedisProtocol.connectionMade(self)
+
+    def _refused(self, failure):
+        if failure.check(HandshakeRefused):
+            self._reported = True
+            self.factory.hub._trouble(str(failure.value))
+            self.transport.loseConnection()
+        elif not failure.check(txredisapi.ConnectionError):
+            self._reported = True
+            self.factory.hub._trouble(f"failed to log in ({failure.getErrorMessage()})")
+            self.transport.loseConnection()
+        # A lost connection: connectionLost says why.
 
     def connectionLost(self, why):
+        if self._deadline.active():
+            self._deadline.cancel()
+        if not self._usable and not self._reported:
+            self._reported = True
+            self.factory.hub._trouble(explain(why))
+        self._down()
+        super().connectionLost(why)
+
+
+class _CommandProtocol(_Handshaking, txredisapi.RedisProtocol):
+    def _up(self, _):
+        return self.factory.hub._commands_up(self)
+
+    def _down(self):
         self.factory.hub._commands_down(self)
-        super().connectionLost(why)
 
 
-class _SubscriberProtocol(txredisapi.SubscriberProtocol):
-    def connectionMade(self):
-        self.whenConnected().addCallback(self.factory.hub._subscriber_up)
-        return super().connectionMade()
+class _SubscriberProtocol(_Handshaking, txredisapi.SubscriberProtocol):
+    def _up(self, _):
+        self.factory.hub._subscriber_up(self)
 
-    def connectionLost(self, why):
+    def _down(self):
         self.factory.hub._subscriber_down(self)
-        super().connectionLost(why)
 
     def messageReceived(self, pattern, channel, message):
         self.factory.hub._received(message)
 
 
-def _factory(hub, address: RedisAddress, protocol):
+def _factory(hub, protocol):
     # charset=None, convertNumbers=False: payloads stay bytes end to end, no decoding per message.
+    # No password or dbid here: _Handshaking logs in (txredisapi would stop retrying for good
+    # after one refused AUTH, e.g. while Redis restarts without its ACL loaded yet).
     factory = txredisapi.RedisFactory(
-        None, address.db or None, 1, isLazy=True, charset=None, password=address.password,
-        convertNumbers=False, username=address.username,
+        None, None, 1, isLazy=True, charset=None, convertNumbers=False,
     )
     factory.protocol = protocol
     factory.hub = hub
@@ -225,6 +248,7 @@ class RedisHub:
         self._heartbeat = None
         self._closed = defer.Deferred()
         self._stopping = False
+        self._trouble_reported = None
         self.signals_relayed = 0
         #: Signals that could not be routed because Redis was unreachable.
         self.signals_lost = 0
@@ -252,9 +276,8 @@ class RedisHub:
 
     def start(self) -> None:
         for protocol in (_CommandProtocol, _SubscriberProtocol):
-            factory = _factory(self, self.address, protocol)
-            factory.startConnecting(HostnameEndpoint(self._reactor, self.address.host,
-                                                     self.address.port, timeout=5))
+            factory = _factory(self, protocol)
+            factory.startConnecting(self.address.endpoint(self._reactor))
             self._factories.append(factory)
         self._heartbeat = task.LoopingCall(self._beat)
         self._heartbeat.clock = self._clock
@@ -568,16 +591,30 @@ class RedisHub:
         if not failure.check(txredisapi.ConnectionError, Unavailable):
             _log.failure("Redis {what}", failure, what=what)
 
+    def _trouble(self, why: str) -> None:
+        """Redis cannot be used, for a reason retrying alone may not fix: one line per reason
+        (both connections, and every retry, report the same one), none once it is solved."""
+        if why != self._trouble_reported and not self._stopping:
+            self._trouble_reported = why
+            _log.error("Redis {address}: {why}; joins are refused, retrying", address=self.address,
+                       why=why)
+
     @defer.inlineCallbacks
     def _commands_up(self, protocol):
         try:
             for name, text in SCRIPTS.items():
                 yield protocol.execute_command("SCRIPT", "LOAD", text)
             info = yield protocol.execute_command("INFO", "server")
+        except txredisapi.ResponseError as e:
+            # NOPERM: an ACL without these commands (docs/scaling.md has the one we need).
+            self._trouble(f"refused a command ({e})")
+            protocol.transport.loseConnection()
+            return
         except Exception:
             _log.failure("preparing the Redis connection")
             protocol.transport.loseConnection()
             return
+        self._trouble_reported = None
         run_id = None
         for line in info.splitlines():
             if line.startswith(b"run_id:"):
@@ -605,8 +642,12 @@ class RedisHub:
                 self._subscribed = True
                 self._register(False)
 
+        def refused(failure):
+            self._trouble(f"refused SUBSCRIBE ({failure.getErrorMessage()})")
+            protocol.transport.loseConnection()
+
         d = protocol.subscribe(self.channel)
-        d.addCallbacks(subscribed, lambda f: protocol.transport.loseConnection())
+        d.addCallbacks(subscribed, refused)
 
     def _subscriber_down(self, protocol):
         if self._subscriber is protocol:
