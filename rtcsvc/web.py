@@ -74,11 +74,27 @@ class SecurityHeaders(resource.Resource):
             headers.setRawHeaders(b"strict-transport-security", [HSTS])
 
 
+#: The one form of Range header served: a single range of bytes.
+SINGLE_BYTE_RANGE = re.compile(rb"bytes=(\d{1,15})?-(\d{1,15})?\Z")
+
+
 class StaticFiles(static.File):
-    """The app's files, without directory listings."""
+    """The app's files, without directory listings, with at most one byte range per response.
+
+    twisted.web answers several ranges (``bytes=0-,0-,0-1960``) with a producer that can read a
+    negative length and stall for ever, holding the socket; and it logs a malformed header's
+    bytes as they came. The app's files are small, so anything but one plain range is ignored
+    (RFC 9110 lets a server do that): the whole file, 200.
+    """
 
     def directoryListing(self):
         return pages.notFound()
+
+    def makeProducer(self, request, fileForReading):
+        byte_range = request.getHeader(b"range")
+        if byte_range is not None and not SINGLE_BYTE_RANGE.match(byte_range.strip()):
+            request.requestHeaders.removeHeader(b"range")
+        return super().makeProducer(request, fileForReading)
 
     def createSimilarFile(self, path):
         similar = super().createSimilarFile(path)

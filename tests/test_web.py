@@ -59,3 +59,43 @@ def test_redirect_carries_the_security_headers_but_no_hsts():
     site.resource.render(request)
     assert request.responseHeaders.getRawHeaders(b"x-content-type-options") == [b"nosniff"]
     assert not request.responseHeaders.hasHeader(b"strict-transport-security")
+
+
+# ---- Range: one plain range is served, anything else gets the whole file ----
+
+from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer  # noqa: E402
+
+from rtcsvc.web import StaticFiles  # noqa: E402
+
+
+def producer_for(tmp_path, range_header: bytes):
+    page = tmp_path / "main.js"
+    page.write_bytes(b"x" * 5000)
+    request = DummyRequest([])
+    request.requestHeaders.setRawHeaders(b"range", [range_header])
+    files = StaticFiles(str(page))
+    files.type, files.encoding = "text/javascript", None  # what render_GET sets first
+    with open(page, "rb") as f:
+        producer = files.makeProducer(request, f)
+    return request, producer
+
+
+@pytest.mark.parametrize("header", [
+    b"bytes=0-,0-,0-,0-1960",  # stalled twisted.web's multi-range producer for ever
+    b"bytes=0-1,2-3",
+    b"bytes=\xff\xfe",         # not even text
+    b"items=0-10",
+    b"bytes=0-" + b"9" * 40,
+])
+def test_anything_but_one_plain_byte_range_gets_the_whole_file(tmp_path, header):
+    request, producer = producer_for(tmp_path, header)
+    assert isinstance(producer, NoRangeStaticProducer)
+    assert request.responseCode == 200
+    assert request.responseHeaders.getRawHeaders(b"content-length") == [b"5000"]
+
+
+def test_one_plain_byte_range_is_served_as_a_part(tmp_path):
+    request, producer = producer_for(tmp_path, b"bytes=100-199")
+    assert isinstance(producer, SingleRangeStaticProducer)
+    assert request.responseCode == 206
+    assert request.responseHeaders.getRawHeaders(b"content-range") == [b"bytes 100-199/5000"]
