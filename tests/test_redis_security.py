@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -215,6 +216,33 @@ def signal_crosses(a, b, room) -> None:
         second.close()
 
 
+def dropped_and_resumed_across(a, b) -> None:
+    """The rest of the scripts under the ACL: a drop queues signals, a resume on the other
+    process delivers them, a leave frees the seat."""
+    alice = connect(f"{a.ws_url}/ws/resume", origin=a.http_url, open_timeout=5)
+    bob = connect(f"{b.ws_url}/ws/resume", origin=b.http_url, open_timeout=5)
+    try:
+        first = json.loads(alice.recv(timeout=5))
+        welcome = json.loads(bob.recv(timeout=5))
+        json.loads(alice.recv(timeout=5))  # peer-joined
+        bob.socket.shutdown(socket.SHUT_RDWR)  # gone without a close frame: dropped
+        bob.socket.close()
+        time.sleep(0.5)
+        for i in range(3):
+            alice.send(json.dumps({"type": "signal", "to": welcome["id"], "data": i}))
+        back = connect(f"{a.ws_url}/ws/resume?resume={welcome['resume']}", origin=a.http_url,
+                       open_timeout=5)
+        try:
+            again = json.loads(back.recv(timeout=5))
+            assert again["resumed"] is True and again["peers"] == [first["id"]]
+            assert [json.loads(back.recv(timeout=5))["data"] for _ in range(3)] == [0, 1, 2]
+        finally:
+            back.close()
+        assert json.loads(alice.recv(timeout=5)) == {"type": "peer-left", "id": welcome["id"]}
+    finally:
+        alice.close()
+
+
 @pytest.mark.slow
 def test_two_processes_share_a_room_over_tls_as_the_documented_acl_user(
         tls_redis, pki, password_file, rtcsvc):
@@ -234,6 +262,7 @@ def test_two_processes_share_a_room_over_tls_as_the_documented_acl_user(
         except (AssertionError, TimeoutError, ConnectionError, KeyError):
             assert time.monotonic() < deadline, "no room across processes after reconnecting"
             time.sleep(0.3)
+    dropped_and_resumed_across(a, b)
     for service in (a, b):
         log = service.log()
         assert PASSWORD not in log and "Traceback" not in log
