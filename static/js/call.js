@@ -9,9 +9,10 @@
 // ran out) means every id changed, so the old links are closed and new ones built
 // with the new ids; media comes back on its own, without reloading the page.
 //
-// Events: joined, membership, peer-state {id}, peer-media {id}, peer-sas {id},
-// peer-stats {id}, chat {from, text, self}, transfer {transfer}, notice {code, ...},
-// signaling {status}.
+// Events carry what they announce: joined {resumed, rejoined}, membership {count, ids},
+// peer-added / peer-state / peer-media / peer-sas / peer-stats {id, peer} (peer: a
+// `peerView` snapshot), peer-removed {id}, chat {from, name, text, self, at},
+// transfer {transfer}, notice {code, ...}, signaling {status}.
 
 import { Signaling } from "./signaling.js";
 import { PeerLink } from "./peer.js";
@@ -59,7 +60,7 @@ export class Call extends EventTarget {
     this.signaling.close();
     for (const id of [...this.links.keys()]) this._dropPeer(id, { quiet: true });
     this.joined = false;
-    this._emit("membership");
+    this._emitMembership();
   }
 
   // ---- signaling ----
@@ -81,7 +82,7 @@ export class Call extends EventTarget {
     s.addEventListener("peer-joined", (ev) => {
       this.departed.delete(ev.detail.id);
       this._ensurePeer(ev.detail.id);
-      this._emit("membership");
+      this._emitMembership();
     });
     s.addEventListener("peer-left", (ev) => {
       const id = ev.detail.id;
@@ -132,7 +133,7 @@ export class Call extends EventTarget {
     for (const id of present) this._ensurePeer(id);
     this._emit("joined", { resumed: !!msg.resumed, rejoined: !!msg.rejoined });
     if (wasJoined) this._emit("notice", { code: msg.resumed ? "resumed" : "rejoined" });
-    this._emit("membership");
+    this._emitMembership();
   }
 
   // ---- peers ----
@@ -152,27 +153,26 @@ export class Call extends EventTarget {
     this.links.set(id, link);
     this.info.set(id, { name: "", muted: false, cameraOff: false, sharing: false, hasAudio: true, hasVideo: true });
     link.addEventListener("warning", (ev) => console.warn(`rtcsvc: peer ${shortId(id)}: ${ev.detail.message}`));
-    link.addEventListener("state", () => this._emit("peer-state", { id }));
-    link.addEventListener("media", () => this._emit("peer-media", { id }));
-    link.addEventListener("sas", () => this._emit("peer-sas", { id }));
-    link.addEventListener("stats", () => this._emit("peer-stats", { id }));
+    link.addEventListener("state", () => this._emitPeer("peer-state", id));
+    link.addEventListener("media", () => this._emitPeer("peer-media", id));
+    link.addEventListener("sas", () => this._emitPeer("peer-sas", id));
+    link.addEventListener("stats", () => this._emitPeer("peer-stats", id));
     link.addEventListener("restart", () => this._emit("notice", { code: "peer-reconnecting", id, name: this.displayName(id) }));
     const ch = link.channels;
     ch.addEventListener("open", () => {
       ch.sendJson({ t: "hello", ...this._myState() });
-      this._emit("peer-state", { id });
+      this._emitPeer("peer-state", id);
     });
     ch.addEventListener("state", (ev) => {
       this.info.set(id, { ...this.info.get(id), ...ev.detail });
-      this._emit("peer-state", { id });
-      this._emit("membership");
+      this._emitPeer("peer-state", id);
     });
     ch.addEventListener("chat", (ev) => this._addChat(id, ev.detail.text, false));
     ch.addEventListener("file-start", (ev) => this._incomingStart(id, ev.detail));
     ch.addEventListener("file-progress", (ev) => this._incomingProgress(ev.detail));
     ch.addEventListener("file-complete", (ev) => this._incomingDone(ev.detail));
     ch.addEventListener("file-failed", (ev) => this._transferFailed(ev.detail.id, ev.detail.reason));
-    this._emit("peer-added", { id });
+    this._emitPeer("peer-added", id);
     return link;
   }
 
@@ -184,7 +184,35 @@ export class Call extends EventTarget {
     this.departed.add(id);
     link.close();
     this._emit("peer-removed", { id, quiet });
-    this._emit("membership");
+    this._emitMembership();
+  }
+
+  /** What a person can see of one peer: a snapshot, carried by every peer-* event. */
+  peerView(id) {
+    const link = this.links.get(id);
+    if (!link) return null;
+    const info = this.info.get(id) || {};
+    return {
+      id,
+      name: this.displayName(id),
+      muted: !!info.muted,
+      cameraOff: !!info.cameraOff,
+      sharing: !!info.sharing,
+      connectionState: link.connectionState,
+      quality: link.stats.quality,
+      stats: { ...link.stats },
+      sas: link.sas,
+      stream: link.remoteStream,
+    };
+  }
+
+  _emitPeer(type, id) {
+    const peer = this.peerView(id);
+    if (peer) this._emit(type, { id, peer });
+  }
+
+  _emitMembership() {
+    this._emit("membership", { count: this.links.size, ids: [...this.links.keys()] });
   }
 
   displayName(id) {

@@ -1,5 +1,5 @@
 // Local media: camera and microphone (with graceful fallback), device lists,
-// mute / camera-off, and screen sharing.
+// mute / camera-off, and screen sharing. Every "change" event carries a `view()` snapshot.
 //
 // getUserMedia is asked for audio+video first; when that is denied or a device is
 // missing we step down to audio-only, then video-only, then receive-only, and say
@@ -105,7 +105,22 @@ export class LocalMedia extends EventTarget {
     const v = !!this.cameraTrack;
     this.mode = a && v ? "full" : a ? "audio-only" : v ? "video-only" : "receive-only";
     if (this.mode === "full") this.problem = null;
-    this._emit("change");
+    this._emit("change", this.view());
+  }
+
+  /** A snapshot of what a person sees of their own media; every "change" event carries one. */
+  view() {
+    return {
+      mode: this.mode,
+      problem: this.problem,
+      muted: this.muted,
+      cameraOff: this.cameraOff,
+      sharing: !!this.screenTrack,
+      hasAudio: !!this.audioTrack,
+      hasCamera: !!this.cameraTrack,
+      stream: this.stream,
+      audioTrack: this.audioTrack,
+    };
   }
 
   /** The video track we send now: the screen while sharing, else the camera. */
@@ -116,13 +131,13 @@ export class LocalMedia extends EventTarget {
   setMuted(muted) {
     this.muted = !!muted;
     if (this.audioTrack) this.audioTrack.enabled = !this.muted;
-    this._emit("change");
+    this._emit("change", this.view());
   }
 
   setCameraOff(off) {
     this.cameraOff = !!off;
     if (this.cameraTrack) this.cameraTrack.enabled = !this.cameraOff;
-    this._emit("change");
+    this._emit("change", this.view());
   }
 
   async devices() {
@@ -170,7 +185,7 @@ export class LocalMedia extends EventTarget {
     track.addEventListener("ended", () => {
       if (this.screenTrack === track) this._emit("screen-ended");
     });
-    this._emit("change");
+    this._emit("change", this.view());
     return track;
   }
 
@@ -182,7 +197,7 @@ export class LocalMedia extends EventTarget {
     this.stream.removeTrack(t);
     t.stop();
     if (this.cameraTrack) this.stream.addTrack(this.cameraTrack);
-    this._emit("change");
+    this._emit("change", this.view());
     return this.cameraTrack;
   }
 

@@ -1,0 +1,80 @@
+// The stage's grid: one tile per remote peer, plus the self-view, laid out by how many
+// people are in the call. Alone and one-to-one, the self-view floats in a corner (see
+// selfview.js); with two or more others it takes its own place in the grid, so it never
+// covers anyone. Each tile is drawn from the peer snapshot its call event carries
+// (call.js `peerView`); nothing here reads the call back.
+
+import { $ } from "./views.js";
+import { initials, qualityText, tileStatus } from "./text.js";
+
+export class TileGrid {
+  constructor(grid, self) {
+    this.grid = grid;
+    this.self = self;
+    this.tiles = new Map();
+    this.template = $("#tile-template");
+    this._layout();
+  }
+
+  _ensure(id) {
+    let tile = this.tiles.get(id);
+    if (tile) return tile;
+    tile = this.template.content.firstElementChild.cloneNode(true);
+    tile.dataset.peer = id;
+    tile.dataset.conn = "new";
+    this.tiles.set(id, tile);
+    this.grid.insertBefore(tile, this.self);
+    this._layout();
+    return tile;
+  }
+
+  remove(id) {
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    $("video", tile).srcObject = null;
+    tile.remove();
+    this.tiles.delete(id);
+    this._layout();
+  }
+
+  clear() {
+    for (const id of [...this.tiles.keys()]) this.remove(id);
+  }
+
+  _layout() {
+    const n = this.tiles.size;
+    const layout = n === 0 ? "alone" : n === 1 ? "pair" : "mesh";
+    this.grid.dataset.layout = layout;
+    // In a mesh the self-view is one more cell of the grid.
+    this.grid.dataset.count = String(layout === "mesh" ? n + 1 : n);
+    this.self.draggable = layout !== "mesh";
+  }
+
+  /** Draw one peer from its snapshot {id, name, muted, cameraOff, sharing, connectionState, quality, stream}. */
+  show(peer) {
+    const tile = this._ensure(peer.id);
+    if (peer.stream) {
+      const v = $("video", tile);
+      if (v.srcObject !== peer.stream) v.srcObject = peer.stream;
+      const p = v.play();
+      if (p && p.catch) p.catch(() => tile.classList.add("needs-gesture"));
+    }
+    $(".tile-name", tile).textContent = peer.name;
+    $(".initials", tile).textContent = initials(peer.name);
+    const about = [peer.name];
+    if (peer.sharing) about.push("presenting");
+    if (peer.muted) about.push("muted");
+    if (peer.cameraOff) about.push("camera off");
+    tile.setAttribute("aria-label", about.join(", "));
+    tile.classList.toggle("muted", !!peer.muted);
+    tile.classList.toggle("camera-off", !!peer.cameraOff && !peer.sharing);
+    tile.classList.toggle("sharing", !!peer.sharing);
+    tile.dataset.conn = peer.connectionState;
+    const broken = peer.connectionState === "disconnected" || peer.connectionState === "failed";
+    const quality = broken ? "poor" : peer.quality;
+    tile.dataset.quality = quality || "unknown";
+    // Only a connection worth worrying about is labelled; a good one needs no mark.
+    $(".quality", tile).textContent = quality === "fair" || quality === "poor" ? qualityText(quality) : "";
+    $(".tile-status", tile).textContent = tileStatus(peer.connectionState);
+  }
+}
