@@ -12,6 +12,8 @@ The topology, the keys and the failure bounds are in docs/scaling.md.
 
 The client is txredisapi: Twisted-native, maintained, and reconnecting by itself (its factories
 are built on ``ClientService``); we re-subscribe and re-register our seats on every reconnection.
+:mod:`rtcsvc.redis_connection` turns the URL into an endpoint (TLS for ``rediss://``) and logs
+in on every connection; a connection Redis refuses is reported here once per reason, and retried.
 """
 
 from __future__ import annotations
