@@ -45,7 +45,8 @@ class RedisAddress:
         """The URL without the password (safe to log)."""
         user = f"{quote(self.username, safe='')}@" if self.username else ""
         query = f"?ca={self.ca_file}" if self.ca_file else ""
-        return f"{'rediss' if self.tls else 'redis'}://{user}{self.host}:{self.port}/{self.db}{query}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{user}{self.host}:{self.port}/{self.db}{query}"
 
     def endpoint(self, reactor):
         """A client endpoint: TCP, wrapped in TLS for ``rediss://``."""
