@@ -2,24 +2,25 @@
 
 Each test starts its own server (the ``rtcsvc`` fixture stops it by PID at teardown) and two
 participants with Chromium's fake camera and microphone, then checks what the people would
-notice: moving pictures, live audio, chat, files, mute, screen share, the security code.
+notice, on screen: the other's named tile, chat, a file card with its download, mute and camera
+state on the other tile, who is presenting, the security code. The app's test hook is read only
+for what no person can see: frames and tracks, DTLS fingerprints, the bytes of a received file.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import time
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.support.browser import browser, people, playwright_driver, room, screenshot_dir  # noqa: F401
+from tests.support.browser import browser, people, playwright_driver, room  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
 
-
-def start_pair(rtcsvc, browser, people, room, names=("Ada", "Grace")):
+def start_pair(rtcsvc, browser, people, room, names=("Ada", "Grace")):  # noqa: F811
     svc = rtcsvc(tls=True)
     a = people(browser, svc.http_url, name=names[0])
     b = people(browser, svc.http_url, name=names[1])
@@ -36,143 +37,151 @@ def assert_no_csp_violations(*participants):
         assert not bad, f"{p.name}: {bad}"
 
 
-def test_two_participants_receive_each_others_video_and_live_audio(rtcsvc, browser, people, tmp_path):
-    room = secrets.token_urlsafe(16)  # what "Start a call" makes, so the screenshot looks real
+def test_two_participants_receive_each_others_video_and_live_audio(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
 
-    for viewer, other in ((a, b_id), (b, a_id)):
-        sample = viewer.wait_media_flowing(other)
+    for viewer, other_id, other_name in ((a, b_id, "Grace"), (b, a_id, "Ada")):
+        sample = viewer.wait_media_flowing(other_id)
         assert sample["w"] > 0 and sample["h"] > 0
         assert sample["audio"] == ["live"], sample
         assert sample["video"] == ["live"], sample
-
-    # The tiles are named after the people (the name travels over the data channel).
-    a.wait(f"() => document.querySelector('.tile[data-peer=\"{b_id}\"] .tile-name').textContent === 'Grace'")
-    time.sleep(2.5)  # let the stats readout and the video settle before the picture
-    a.screenshot(screenshot_dir(tmp_path) / "call-2.png")
+        # The tile is named after the person (the name travels over the data channel).
+        expect(viewer.tile(other_name)).to_be_visible()
+        expect(viewer.tile(other_name).get_by_text(other_name, exact=True)).to_be_visible()
+        expect(viewer.page.get_by_text("2 people")).to_be_visible()
     assert_no_csp_violations(a, b)
 
 
-def test_chat_message_typed_by_one_participant_arrives_at_the_other(rtcsvc, browser, people, room):
+def test_chat_message_typed_by_one_participant_arrives_at_the_other(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
 
-    a.page.click("#btn-chat")
-    a.page.fill("#chat-input", "hello over the data channel ✓")
-    a.page.press("#chat-input", "Enter")
+    a.button("Chat").click()
+    a.page.get_by_role("textbox", name="Message").fill("hello over the data channel ✓")
+    a.page.get_by_role("textbox", name="Message").press("Enter")
 
-    b.wait("() => window.rtcsvc.chat.some(m => m.text === 'hello over the data channel ✓' && !m.self)")
-    (entry,) = [m for m in b.page.evaluate("window.rtcsvc.chat") if not m["self"]]
-    assert entry["from"] == a_id and entry["name"] == "Ada"
-    # The unread badge tells B (whose chat panel is closed) that something arrived.
-    assert b.page.locator("#unread").text_content() == "1"
-    # And it is on A's side as sent by "You".
-    assert a.page.locator(".msg-self .msg-text").text_content() == "hello over the data channel ✓"
+    # B, whose chat panel is closed, is told: a toast, and the count in the Chat button's name.
+    expect(b.toast("Ada: hello over the data channel ✓")).to_be_visible()
+    expect(b.button("Chat 1 unread")).to_be_visible()
+    b.button("Chat 1 unread").click()
+    log = b.page.get_by_role("complementary", name="Chat & files").get_by_role("listitem")
+    expect(log.filter(has_text="hello over the data channel ✓")).to_contain_text("Ada")
+    expect(b.button("Chat", exact=True)).to_be_visible()  # read: the count is gone
+    # And on A's side it is there as sent by "You".
+    mine = a.page.get_by_role("complementary", name="Chat & files").get_by_role("listitem")
+    expect(mine.filter(has_text="hello over the data channel ✓")).to_contain_text("You")
 
 
-# Builds a 5 MB file of random bytes inside the page, records its SHA-256, and records every
-# progress value the transfer item shows (MutationObserver), so the test can see that progress
-# was shown while the bytes were moving, not just at the end.
-MAKE_FILE = """async (size) => {
+# Builds a file of random bytes inside the page and records its SHA-256, then returns a
+# DataTransfer holding it, to drop on the call as a person drags a file from their desktop.
+MAKE_FILE = """async ([size, name]) => {
     const bytes = new Uint8Array(size);
     for (let off = 0; off < size; off += 65536) crypto.getRandomValues(bytes.subarray(off, Math.min(off + 65536, size)));
     const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
     window.__sentSha = Array.from(digest, x => x.toString(16).padStart(2, '0')).join('');
-    const file = new File([bytes], 'random-5MB.bin', {type: 'application/octet-stream'});
+    const file = new File([bytes], name, {type: 'application/octet-stream'});
     const dt = new DataTransfer();
     dt.items.add(file);
     return dt;
 }"""
+# Records every value the file card's progress bar shows, so the test can see that progress
+# was shown while the bytes were moving, not just at the end.
 WATCH_PROGRESS = """() => {
     window.__progress = [];
     new MutationObserver(records => {
         for (const r of records) window.__progress.push(Number(r.target.dataset.progress));
     }).observe(document.querySelector('#chat-log'), {subtree: true, attributes: true, attributeFilter: ['data-progress']});
 }"""
-RECEIVED = """async () => {
-    const a = document.querySelector('.transfer-in a.download');
-    const t = window.rtcsvc.transfers.find(t => t.direction === 'in');
-    return {sha: await window.rtcsvc.receivedSha256(t.id), name: a.getAttribute('download'),
-            size: Number(a.dataset.size), type: a.dataset.type, href: a.href, url: t.url,
-            text: a.textContent};
-}"""
 
 
-def test_file_dropped_on_the_call_arrives_intact_with_progress_on_both_ends(rtcsvc, browser, people, room):
+def drop_file(person, size: int, name: str) -> None:
+    data_transfer = person.page.evaluate_handle(MAKE_FILE, [size, name])
+    for event in ("dragenter", "dragover", "drop"):
+        person.page.dispatch_event("#stage", event, {"dataTransfer": data_transfer})
+
+
+def test_file_dropped_on_the_call_arrives_intact_with_progress_on_both_ends(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
     size = 5 * 1024 * 1024
     for p in (a, b):
         p.page.evaluate(WATCH_PROGRESS)
 
-    data_transfer = a.page.evaluate_handle(MAKE_FILE, size)
-    for event in ("dragenter", "dragover", "drop"):
-        a.page.dispatch_event("#stage", event, {"dataTransfer": data_transfer})
+    drop_file(a, size, "random-5MB.bin")
 
-    b.wait("() => window.rtcsvc.transfers.some(t => t.direction === 'in' && t.done && t.url)", timeout=60_000,
-           what="the file to arrive")
-    got = b.page.evaluate(RECEIVED)
-    assert got["sha"] == a.page.evaluate("window.__sentSha")
-    # The download link carries the original name, size and type, as a blob: URL.
-    assert got["name"] == "random-5MB.bin"
-    assert got["size"] == size
-    assert got["type"] == "application/octet-stream"
-    assert got["href"].startswith("blob:") and got["href"] == got["url"]
-    assert "random-5MB.bin" in got["text"]
+    # The chat panel opens on both sides with the file's card.
+    download = b.page.get_by_role("link", name="Download random-5MB.bin")
+    expect(download).to_be_visible(timeout=60_000)
+    expect(b.page.get_by_text("Ada sent random-5MB.bin (5.0 MB, application/octet-stream)")).to_be_visible()
+    assert download.get_attribute("download") == "random-5MB.bin"
+    assert download.get_attribute("href").startswith("blob:")
+    # The bytes are the ones sent (the digest is computed in the page: no person sees it).
+    sha = b.page.evaluate("(name) => window.rtcsvc.receivedSha256(name)", "random-5MB.bin")
+    assert sha == a.page.evaluate("window.__sentSha")
 
-    a.wait("() => window.rtcsvc.transfers.some(t => t.direction === 'out' && t.done && !t.failed)",
-           what="the sender to see the file delivered")
+    chat = a.page.get_by_role("complementary", name="Chat & files")
+    expect(chat.get_by_text("You sent random-5MB.bin (5.0 MB, application/octet-stream)")).to_be_visible()
+    expect(chat.get_by_text("Delivered", exact=True)).to_be_visible()
+    expect(chat.get_by_text("You are sending")).to_have_count(0)
     for p in (a, b):
         seen = p.page.evaluate("window.__progress")
         assert seen[-1] == 100, (p.name, seen)
         assert min(seen) < 100, f"{p.name} showed no progress before the end: {seen}"
-        assert p.page.locator(".transfer progress").evaluate("e => e.value") == 1
+        expect(p.page.locator(".transfer progress")).to_have_js_property("value", 1)
     # The receiver updates as chunks land (its first update is at the first chunk). The
     # sender's partial values depend on how fast loopback SCTP drains, so they are not asserted.
     received = b.page.evaluate("window.__progress")
     assert any(0 < v < 100 for v in received), f"no partial progress at the receiver: {received}"
-    assert a.page.locator(".transfer-out .transfer-status").text_content() == "Delivered"
 
 
-def test_mute_and_camera_off_are_shown_on_the_other_side(rtcsvc, browser, people, room):
+def test_mute_and_camera_off_are_shown_on_the_other_side(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
-    tile = b.page.locator(f'.tile[data-peer="{a_id}"]')
+    expect(b.tile("Ada")).to_be_visible()
 
-    a.page.click("#btn-mic")
-    b.wait_peer(a_id, "p.muted && !p.cameraOff")
-    assert "muted" in tile.get_attribute("class")
-    assert tile.locator(".mic-off-icon").is_visible()
-    assert a.page.evaluate("window.rtcsvc.state.media.muted") is True
-    assert a.page.get_attribute("#btn-mic", "aria-pressed") == "true"
+    a.button("Mute microphone").click()
+    expect(a.button("Unmute microphone")).to_be_visible()
+    tile = b.page.get_by_role("article", name="Ada, muted")
+    expect(tile).to_be_visible()
+    expect(tile.get_by_role("img", name="muted")).to_be_visible()
+    expect(tile.get_by_role("img", name="camera off")).to_be_hidden()
 
-    a.page.click("#btn-cam")
-    b.wait_peer(a_id, "p.muted && p.cameraOff")
-    assert "camera-off" in tile.get_attribute("class")
-    assert tile.locator(".avatar").is_visible()
+    a.button("Stop video").click()
+    expect(a.button("Start video")).to_be_visible()
+    tile = b.page.get_by_role("article", name="Ada, muted, camera off")
+    expect(tile).to_be_visible()
+    expect(tile.get_by_role("img", name="camera off")).to_be_visible()
+    expect(tile.locator(".avatar")).to_be_visible()
+    expect(tile.locator(".avatar")).to_have_text("A")  # the same initials as on Ada's self-view
+    expect(a.page.locator("#self-initials")).to_have_text("A")
 
-    a.page.click("#btn-mic")
-    a.page.click("#btn-cam")
-    b.wait_peer(a_id, "!p.muted && !p.cameraOff")
-    assert not tile.locator(".avatar").is_visible()
+    a.button("Unmute microphone").click()
+    a.button("Start video").click()
+    tile = b.page.get_by_role("article", name="Ada", exact=True)
+    expect(tile).to_be_visible()
+    expect(tile.locator(".avatar")).to_be_hidden()
+    expect(tile.get_by_role("img", name="muted")).to_be_hidden()
 
 
-def test_screen_share_replaces_the_outgoing_video_track_and_back(rtcsvc, browser, people, room):
+def test_screen_share_replaces_the_outgoing_video_track_and_back(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
     b.wait_media_flowing(a_id)
     camera = [t for t in a.page.evaluate("(id) => window.rtcsvc.outgoing(id)", b_id) if t["kind"] == "video"]
     remote_track_before = [t["id"] for t in b.page.evaluate("(id) => window.rtcsvc.remoteTracks(id)", a_id)
                            if t["kind"] == "video"]
 
-    a.page.click("#btn-share")
-    a.wait("""(peer) => window.rtcsvc.state.media.sharing &&
-               window.rtcsvc.outgoing(peer).some(t => t.kind === 'video' && t.label.startsWith('screen'))""",
-           b_id, what="screen sharing to start")
+    a.button("Share screen").click()
+    # The presenter sees that they present, and how to stop; the viewer sees who presents.
+    expect(a.page.get_by_text("You are presenting your screen to everyone")).to_be_visible()
+    expect(a.button("Stop presenting")).to_be_visible()
+    expect(b.page.get_by_text("Ada is presenting their screen")).to_be_visible()
+    expect(b.tile("Ada").get_by_text("Presenting", exact=True)).to_be_visible()
+    a.wait("(peer) => window.rtcsvc.outgoing(peer).some(t => t.kind === 'video' && t.label.startsWith('screen'))",
+           b_id, what="the screen track to go out")
     shared = [t for t in a.page.evaluate("(id) => window.rtcsvc.outgoing(id)", b_id) if t["kind"] == "video"]
     assert len(camera) == len(shared) == 1
     assert shared[0]["id"] != camera[0]["id"]
     assert shared[0]["label"].startswith("screen"), shared
 
-    # B learns it is a screen and keeps receiving frames on the same receiver track (replaceTrack:
-    # no renegotiation, no new track), now at the screen's size.
-    b.wait_peer(a_id, "p.sharing")
+    # B keeps receiving frames on the same receiver track (replaceTrack: no renegotiation, no
+    # new track), now at the screen's size.
     b.wait(f"""() => {{ const v = document.querySelector('.tile[data-peer="{a_id}"] video');
                         return v.videoWidth > 0 && v.videoWidth !== 640 && v.videoHeight !== 480; }}""",
            what="the screen's frames")
@@ -181,26 +190,29 @@ def test_screen_share_replaces_the_outgoing_video_track_and_back(rtcsvc, browser
                           if t["kind"] == "video"]
     assert remote_track_after == remote_track_before
 
-    a.page.click("#btn-share")
+    a.button("Stop presenting").click()
+    expect(a.page.get_by_text("You are presenting your screen to everyone")).to_be_hidden()
+    expect(a.button("Share screen")).to_be_visible()
     # replaceTrack resolves a moment later: the camera's own track goes out again.
-    a.wait("""([peer, camera]) => !window.rtcsvc.state.media.sharing &&
-               window.rtcsvc.outgoing(peer).some(t => t.kind === 'video' && t.id === camera)""",
+    a.wait("""([peer, camera]) => window.rtcsvc.outgoing(peer).some(t => t.kind === 'video' && t.id === camera)""",
            [b_id, camera[0]["id"]], what="the camera track to be sent again")
-    b.wait_peer(a_id, "!p.sharing")
+    expect(b.page.get_by_text("Ada is presenting their screen")).to_be_hidden()
+    expect(b.tile("Ada").get_by_text("Presenting", exact=True)).to_be_hidden()
 
 
-def test_both_ends_show_the_same_authentication_string_and_tampering_changes_it(rtcsvc, browser, people, room):
+def test_both_ends_show_the_same_authentication_string_and_tampering_changes_it(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
 
     sas_a = a.page.evaluate("(id) => window.rtcsvc.sas(id)", b_id)
     sas_b = b.page.evaluate("(id) => window.rtcsvc.sas(id)", a_id)
     assert sas_a and sas_a == sas_b
     assert len(sas_a.split(" · ")[1].split()) == 5  # five words under the five emoji
-    # It is what the tiles show.
-    a.wait(f"() => document.querySelector('.tile[data-peer=\"{b_id}\"]').dataset.sas !== ''")
-    shown_a = a.page.get_attribute(f'.tile[data-peer="{b_id}"]', "data-sas")
-    shown_b = b.page.get_attribute(f'.tile[data-peer="{a_id}"]', "data-sas")
-    assert shown_a == shown_b == sas_a.split(" · ")[1]
+    # It is what each person reads in the security-codes panel, under the other's name.
+    for me, other in ((a, "Grace"), (b, "Ada")):
+        me.button("Security codes").click()
+        panel = me.page.get_by_role("complementary", name="Security codes")
+        item = panel.get_by_role("listitem").filter(has=me.page.get_by_role("heading", name=other))
+        expect(item.locator(".sas")).to_have_text(sas_a)
 
     # The two ends really hold each other's fingerprints, mirrored.
     fa = a.page.evaluate("(id) => window.rtcsvc.fingerprints(id)", b_id)
@@ -228,32 +240,51 @@ def test_both_ends_show_the_same_authentication_string_and_tampering_changes_it(
     assert check["tamperedLocal"] != sas_a
 
 
-def test_self_view_is_dragged_and_dropped_into_another_corner(rtcsvc, browser, people, room):
+def quadrant(page, locator) -> str:
+    """Which corner of the stage the element's centre is in, e.g. "top-left"."""
+    stage = page.locator("#stage").bounding_box()
+    box = locator.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    v = "top" if cy < stage["y"] + stage["height"] / 2 else "bottom"
+    h = "left" if cx < stage["x"] + stage["width"] / 2 else "right"
+    return f"{v}-{h}"
+
+
+def wait_quadrant(page, locator, corner: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while quadrant(page, locator) != corner:
+        assert time.monotonic() < deadline, f"the self-view stayed {quadrant(page, locator)}, not {corner}"
+        time.sleep(0.1)
+
+
+def test_self_view_is_dragged_and_dropped_into_another_corner(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
     page = a.page
-    assert a.state["selfCorner"] == "bottom-right"
+    me = page.get_by_role("figure", name="Your video")
+    expect(me).to_be_visible()
+    assert quadrant(page, me) == "bottom-right"
 
     # A real mouse drag: Chromium runs the HTML5 drag-and-drop events (dragstart with
     # dataTransfer.setData, dragover on the dock zone, drop).
-    self_box = page.locator("#self").bounding_box()
+    self_box = me.bounding_box()
     dock_box = page.locator('.dock[data-corner="top-left"]').bounding_box()
     page.mouse.move(self_box["x"] + self_box["width"] / 2, self_box["y"] + self_box["height"] / 2)
     page.mouse.down()
     page.mouse.move(dock_box["x"] + dock_box["width"] / 2, dock_box["y"] + dock_box["height"] / 2, steps=12)
     page.mouse.up()
-    a.wait("() => window.rtcsvc.state.selfCorner === 'top-left'", what="the drop")
-    assert "corner-top-left" in page.get_attribute("#self", "class")
-    page.wait_for_timeout(400)  # the CSS transition
-    stage = page.locator("#stage").bounding_box()
-    moved = page.locator("#self").bounding_box()
-    assert moved["x"] < stage["x"] + stage["width"] / 2 and moved["y"] < stage["y"] + stage["height"] / 2
+    wait_quadrant(page, me, "top-left")
+    expect(a.toast("Your video moved to the top left corner.")).to_be_visible()
+    # Toasts move out of its way, to the bottom of the stage.
+    expect(a.toast("Your video moved to the top left corner.")).to_be_visible()
+    assert quadrant(page, page.get_by_role("status")).startswith("bottom")
 
     # The same with the keyboard, for people who cannot drag.
-    page.focus("#self")
+    me.focus()
     page.keyboard.press("ArrowRight")
-    a.wait("() => window.rtcsvc.state.selfCorner === 'top-right'")
+    wait_quadrant(page, me, "top-right")
     page.keyboard.press("ArrowDown")
-    a.wait("() => window.rtcsvc.state.selfCorner === 'bottom-right'")
+    wait_quadrant(page, me, "bottom-right")
+    expect(me).to_have_accessible_description(re.compile("bottom right corner"))
 
 
 def metric_samples(svc, name: str) -> dict[str, float]:
@@ -266,7 +297,7 @@ def metric_samples(svc, name: str) -> dict[str, float]:
     return out
 
 
-def test_metrics_count_the_call_setups_both_browsers_reported(rtcsvc, browser, people, room):
+def test_metrics_count_the_call_setups_both_browsers_reported(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
     # Each end reports its own attempt once it is connected, with the path it took.
     for p in (a, b):
@@ -284,17 +315,12 @@ def test_metrics_count_the_call_setups_both_browsers_reported(rtcsvc, browser, p
     assert sum(histogram.values()) == 2
 
 
-def test_fifty_megabyte_file_arrives_intact(rtcsvc, browser, people, room):
+def test_fifty_megabyte_file_arrives_intact(rtcsvc, browser, people, room):  # noqa: F811
     """The issue's size bar: 50 MB through the data channel with backpressure, same SHA-256."""
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
-    size = 50 * 1024 * 1024
-    data_transfer = a.page.evaluate_handle(MAKE_FILE, size)
-    for event in ("dragenter", "dragover", "drop"):
-        a.page.dispatch_event("#stage", event, {"dataTransfer": data_transfer})
-    b.wait("() => window.rtcsvc.transfers.some(t => t.direction === 'in' && t.done && t.url)",
-           timeout=120_000, what="the 50 MB file to arrive")
-    got = b.page.evaluate(RECEIVED)
-    assert got["size"] == size
-    assert got["sha"] == a.page.evaluate("window.__sentSha")
-    a.wait("() => window.rtcsvc.transfers.some(t => t.direction === 'out' && t.done && !t.failed)",
-           timeout=30_000)
+    drop_file(a, 50 * 1024 * 1024, "random-50MB.bin")
+    expect(b.page.get_by_role("link", name="Download random-50MB.bin")).to_be_visible(timeout=120_000)
+    sha = b.page.evaluate("(name) => window.rtcsvc.receivedSha256(name)", "random-50MB.bin")
+    assert sha == a.page.evaluate("window.__sentSha")
+    chat = a.page.get_by_role("complementary", name="Chat & files")
+    expect(chat.get_by_text("Delivered", exact=True)).to_be_visible(timeout=30_000)

@@ -4,7 +4,8 @@
 // tested on screen instead, so none of it is here. It changes nothing by itself.
 //
 //   rtcsvc.state            {id, joined, peers: [{id, connectionState, iceConnectionState,
-//                             signalingState, channelOpen, polite, path, stats, restarts}]}
+//                             signalingState, channelOpen, polite, path, stats, restarts,
+//                             iceRestarts, lastRestartReason}]}
 //   rtcsvc.sas(peerId)      Promise of the SAS text of that connection (null until negotiated)
 //   rtcsvc.sasOf(fpA, fpB)  Promise of the SAS of two fingerprint strings (for tamper tests)
 //   rtcsvc.fingerprints(id) {local, remote} DTLS fingerprints of a peer connection
@@ -25,6 +26,8 @@ function peerSnapshot(link) {
     path: link.path,
     stats: { ...link.stats },
     restarts: link.restarts,
+    iceRestarts: link.iceRestarts,
+    lastRestartReason: link.lastRestartReason,
   };
 }
 

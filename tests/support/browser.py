@@ -1,17 +1,24 @@
 """Drive Debian's headless Chromium with Playwright against a real rtcsvc process.
 
 Chromium's fake camera and microphone stand in for people, over rtcsvc's own HTTPS (its generated
-certificate, as ``script/run`` serves it). ``Participant`` wraps one browser
-context (one person): open the room link, pass the lobby, then read the app's state through
-its ``window.rtcsvc`` test hook (documented in ``static/js/main.js`` and ``docs/client.md``)
-instead of scraping pixels. Every wait is bounded.
+certificate, as ``script/run`` serves it). ``Participant`` wraps one browser context (one person)
+and drives the app as a person does: by the visible roles, labels and text of its screens
+(Playwright locators and ``expect``). What a person sees is asserted on screen; the app's
+``window.rtcsvc`` hook (``static/js/hook.js``, ``docs/client.md``) is read only for WebRTC
+internals no person can see (connection states, selected candidate pairs, tracks, file digests).
+``audit`` runs axe-core (npm, installed into ``tests/js/node_modules`` by ``npm ci``) on the
+screen as it is. Every wait is bounded.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from pathlib import Path
+
+from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -41,13 +48,36 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def screenshot_dir(tmp_path: Path) -> Path:
-    import os
-
     return SCREENSHOTS if os.environ.get("RTCSVC_SCREENSHOTS") == "1" else Path(tmp_path)
 
 
-#: Default bound for one wait, in milliseconds.
-WAIT_MS = 20_000
+#: Default bound for one wait, in milliseconds (generous: the machines have two cores and
+#: several browsers may run at once).
+WAIT_MS = 30_000
+
+#: Window sizes a person uses: a laptop and a phone held upright.
+DESKTOP = {"width": 1280, "height": 760}
+PHONE = {"width": 390, "height": 844}
+
+AXE = Path(__file__).resolve().parents[1] / "js" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def audit(page, what: str) -> None:
+    """axe-core on the page as it is now: no serious or critical violation.
+
+    axe is injected through the devtools protocol (``page.evaluate``), which the page's CSP does
+    not govern. It comes from npm: ``npm ci --prefix tests/js`` installs it.
+    """
+    assert AXE.exists(), f"axe-core is missing: run `npm ci --prefix tests/js` ({AXE})"
+    if not page.evaluate("() => !!window.axe"):
+        page.evaluate(AXE.read_text())
+    result = page.evaluate("""async () => {
+        const r = await window.axe.run(document, {resultTypes: ['violations']});
+        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}));
+    }""")
+    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe on {what}:\n" + json.dumps(bad, indent=1, ensure_ascii=False)
 
 
 def launch(playwright, *, fake_media: bool = True, extra_args=()):
@@ -105,9 +135,13 @@ class Participant:
                  viewport=None):
         self.base_url = base_url
         self.name = name
+        phone = viewport == PHONE
         self.context = browser.new_context(
-            viewport=viewport or {"width": 1280, "height": 760},
-            permissions=list(permissions),
+            viewport=viewport or DESKTOP,
+            is_mobile=phone,
+            has_touch=phone,
+            # The copy buttons write the invite link to the clipboard; tests read it back.
+            permissions=[*permissions, "clipboard-read", "clipboard-write"],
             # rtcsvc's own HTTPS with the self-signed certificate it generates, as script/run
             # serves it: the person clicked through the browser's warning once.
             ignore_https_errors=True,
@@ -120,19 +154,48 @@ class Participant:
     # ---- getting into a room ----
 
     def open_room(self, room: str) -> None:
+        """Open the room's link: the lobby, with the camera preview running."""
         self.page.goto(f"{self.base_url}/r/{room}", wait_until="load")
+        expect(self.page.get_by_role("heading", name="Ready to join?")).to_be_visible(timeout=WAIT_MS)
+        # The devices are ready when the pickers are filled (or say there is none).
         self.page.locator("body.media-ready").wait_for(state="attached", timeout=WAIT_MS)
 
     def join(self, room: str, *, expect_joined: bool = True) -> None:
-        """Open the room link, type the name, press "Join call" (and wait for the welcome)."""
+        """Open the room link, type the name, press "Join call" (and wait until "Connected")."""
         self.open_room(room)
         if self.name:
-            self.page.fill("#name-input", self.name)
-        self.page.click("#join-now")
+            self.page.get_by_role("textbox", name="Your name").fill(self.name)
+        self.page.get_by_role("button", name="Join call").click()
         if expect_joined:
-            self.wait("() => window.rtcsvc.state.joined", what="the welcome")
+            self.expect_connected()
 
-    # ---- reading state ----
+    def expect_connected(self, timeout: int = WAIT_MS) -> None:
+        """The call screen says it is connected to the server."""
+        expect(self.page.get_by_role("button", name="Leave call")).to_be_visible(timeout=timeout)
+        expect(self.page.locator(".topbar").get_by_text("Connected", exact=True)).to_be_visible(timeout=timeout)
+
+    # ---- what a person sees ----
+
+    def button(self, name: str, exact: bool = True):
+        return self.page.get_by_role("button", name=name, exact=exact)
+
+    def tile(self, name: str):
+        """The remote tile of the person called ``name`` (its accessible name starts with it)."""
+        import re
+
+        return self.page.get_by_role("article", name=re.compile(rf"^{re.escape(name)}(,|$)"))
+
+    def toast(self, text: str):
+        return self.page.get_by_role("status").get_by_text(text)
+
+    def shot(self, directory: Path, name: str, *, full_page: bool = False) -> None:
+        """A screenshot of the window (or the whole scrollable page), once transitions settled."""
+        self.page.wait_for_timeout(400)
+        path = Path(directory) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
+
+    # ---- WebRTC internals, through the test hook ----
 
     @property
     def state(self) -> dict:
@@ -165,7 +228,9 @@ class Participant:
 
     def _state_for_error(self):
         try:
-            return self.page.evaluate("window.rtcsvc && window.rtcsvc.state")
+            state = self.page.evaluate("window.rtcsvc && window.rtcsvc.state")
+            text = self.page.evaluate("document.body.innerText")
+            return f"{state}\nscreen text: {text[:600]!r}"
         except Exception as e:  # the page may be gone
             return f"<unavailable: {e}>"
 
