@@ -4,9 +4,17 @@
 // one ignores the incoming offer. The peer whose id sorts first is polite; both ends
 // compute the same roles from the two ids, so glare never wedges a call.
 //
-// Also here: ICE restart when the connection fails (or stays disconnected), one
-// call-setup report per attempt (report.js), the SAS of the DTLS fingerprints
-// (sas.js), and a connection-quality readout from getStats.
+// Also here: ICE restart when the media path dies, one call-setup report per attempt
+// (report.js), the SAS of the DTLS fingerprints (sas.js), and a connection-quality
+// readout from getStats.
+//
+// A dead path is noticed three ways, whichever comes first: getStats shows nothing
+// arriving on the selected pair while our checks go unanswered (stall.js, sampled
+// every second: the fast one, ~3-5 s), the connection stays "disconnected" (Chromium
+// says so ~6 s after the path dies, then we wait a grace) or goes "failed". Either end
+// may restart; the other end gets new ICE credentials by answering, so a restart
+// started by one side heals both. A restart that does not bring the path back is
+// retried with backoff (stall.js, restartBackoffMs). docs/client.md states the bound.
 //
 // Signals are `{description}` or `{candidate}` objects inside the protocol's
 // `signal.data`; nothing else of ours travels through the server.
@@ -14,9 +22,11 @@
 import { SetupAttempt } from "./report.js";
 import { sasOfConnection } from "./sas.js";
 import { PeerChannels } from "./transfer.js";
+import { StallDetector, pairSample, restartBackoffMs } from "./stall.js";
 
 const DISCONNECTED_GRACE_MS = 4000;
-const STATS_INTERVAL_MS = 2000;
+const SAMPLE_INTERVAL_MS = 1000; // stall checks
+const STATS_INTERVAL_MS = 2000; // the quality readout
 const debug = () => { try { return localStorage.getItem("rtcsvc.debug") === "1"; } catch { return false; } };
 
 export function isPolite(selfId, remoteId) {
@@ -48,8 +58,17 @@ export class PeerLink extends EventTarget {
     this.path = null;
     this.stats = { rttMs: null, kbps: null, lossPct: null, quality: "unknown" };
     this._lastBytes = null;
-    this._disconnectTimer = null;
-    this.restarts = 0;
+    this.restarts = 0; // ICE restarts this side started
+    this.iceRestarts = 0; // ICE restarts completed, started by either side
+    this.lastRestartReason = null; // why this side last restarted ICE
+    this._stall = new StallDetector();
+    this._everConnected = false;
+    this._notConnectedSince = null; // since when a once-connected link is not connected
+    this._restartedAt = -Infinity; // the last restart, ours or theirs (performance.now())
+    this._failedRestarts = 0; // restarts (by either side) since the path last worked
+    this._iceUfrag = null; // of the negotiated local description; never logged
+    this._lastQualityAt = -Infinity;
+    this._sampling = false;
 
     this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
     this.remoteStream = new MediaStream();
@@ -71,8 +90,9 @@ export class PeerLink extends EventTarget {
     });
     this.pc.addEventListener("connectionstatechange", () => this._onConnectionState());
     this.pc.addEventListener("iceconnectionstatechange", () => this._onIceState());
+    this.pc.addEventListener("signalingstatechange", () => this._onSignalingState());
 
-    this.statsTimer = setInterval(() => this._pollStats(), STATS_INTERVAL_MS);
+    this.statsTimer = setInterval(() => this._pollStats(), SAMPLE_INTERVAL_MS);
   }
 
   _emit(type, detail = {}) {
@@ -182,7 +202,8 @@ export class PeerLink extends EventTarget {
   _onConnectionState() {
     const st = this.pc.connectionState;
     if (st === "connected") {
-      clearTimeout(this._disconnectTimer);
+      this._everConnected = true;
+      this._notConnectedSince = null;
       this.attempt.connected(this.pc).then(() => {
         if (this.attempt.outcome) this.path = this.attempt.outcome.path || null;
         this._emit("state");
@@ -192,12 +213,11 @@ export class PeerLink extends EventTarget {
       const dtls = this.pc.getSenders().map((s) => s.transport).find(Boolean);
       const reason = dtls && dtls.state === "failed" && this.pc.iceConnectionState !== "failed" ? "dtls-failed" : "ice-failed";
       this.attempt.failed(reason);
-      this._restartIce();
-    } else if (st === "disconnected") {
-      clearTimeout(this._disconnectTimer);
-      this._disconnectTimer = setTimeout(() => {
-        if (this.pc.connectionState === "disconnected") this._restartIce();
-      }, DISCONNECTED_GRACE_MS);
+      this._restartIce(reason);
+    }
+    // "disconnected" may heal by itself: _checkPath restarts after a grace.
+    if (st !== "connected" && this._everConnected && this._notConnectedSince === null) {
+      this._notConnectedSince = performance.now();
     }
     this._emit("state");
   }
@@ -205,19 +225,48 @@ export class PeerLink extends EventTarget {
   _onIceState() {
     if (this.pc.iceConnectionState === "failed" && this.pc.connectionState !== "failed") {
       this.attempt.failed("ice-failed");
-      this._restartIce();
+      this._restartIce("ice-failed");
     }
     this._emit("state");
   }
 
-  _restartIce() {
-    if (this.closed) return;
+  // A negotiation that changed our ICE credentials completed an ICE restart, whichever
+  // side started it: count it, and give the new path time before judging it.
+  _onSignalingState() {
+    if (this.pc.signalingState !== "stable") return;
+    const desc = this.pc.currentLocalDescription;
+    const m = desc && /^a=ice-ufrag:(\S+)/m.exec(desc.sdp);
+    const ufrag = m ? m[1] : null;
+    if (!ufrag) return;
+    if (this._iceUfrag !== null && ufrag !== this._iceUfrag) {
+      this.iceRestarts += 1;
+      this._restartedAt = performance.now();
+      this._failedRestarts = Math.max(this._failedRestarts, 1); // judged like one of ours
+      this._stall.reset();
+      this._emit("state");
+    }
+    this._iceUfrag = ufrag;
+  }
+
+  /**
+   * Restart ICE unless a restart (ours or the other side's) is still being given its
+   * chance: restarts that do not bring the path back are spaced out (restartBackoffMs).
+   */
+  _restartIce(reason) {
+    if (this.closed) return false;
+    const now = performance.now();
+    if (now - this._restartedAt < restartBackoffMs(this._failedRestarts)) return false;
+    this._restartedAt = now;
+    this._failedRestarts += 1;
+    this._stall.reset();
+    this.lastRestartReason = reason;
     this.restarts += 1;
     this.attempt.cancel();
     this.attempt = this._newAttempt();
     this._emit("restart");
     // restartIce() flags negotiation-needed; the next offer carries new ICE credentials.
     this.pc.restartIce();
+    return true;
   }
 
   setIceServers(iceServers) {
@@ -240,20 +289,48 @@ export class PeerLink extends EventTarget {
     }
   }
 
+  /** Every second: is the path dead (restart ICE)? Every other: the quality readout. */
   async _pollStats() {
-    if (this.closed || this.pc.connectionState !== "connected") {
-      if (this.pc.connectionState === "disconnected" || this.pc.connectionState === "failed") {
-        this.stats = { ...this.stats, quality: "poor" };
-        this._emit("stats", this.stats);
-      }
-      return;
-    }
+    if (this.closed || this._sampling || !this._everConnected) return;
+    this._sampling = true;
     let report;
     try {
       report = await this.pc.getStats();
     } catch {
       return;
+    } finally {
+      this._sampling = false;
     }
+    if (this.closed) return;
+    const now = performance.now();
+    this._checkPath(report, now);
+    if (now - this._lastQualityAt < STATS_INTERVAL_MS - SAMPLE_INTERVAL_MS / 2) return;
+    this._lastQualityAt = now;
+    const st = this.pc.connectionState;
+    if (st === "connected") {
+      this._readQuality(report, now);
+    } else if (st === "disconnected" || st === "failed") {
+      this.stats = { ...this.stats, quality: "poor" };
+      this._emit("stats", this.stats);
+    }
+  }
+
+  _checkPath(report, now) {
+    const verdict = this._stall.sample(pairSample(report, now));
+    const st = this.pc.connectionState;
+    if (verdict.arrived && st === "connected") this._failedRestarts = 0; // the path works (again)
+    if (verdict.stalled) {
+      this._restartIce("media-stalled");
+    } else if (st === "failed") {
+      this._restartIce("failed");
+    } else if (st !== "connected" && this._notConnectedSince !== null &&
+               now - this._notConnectedSince >= DISCONNECTED_GRACE_MS) {
+      // Disconnected (or still checking after a restart) for too long.
+      this._restartIce("disconnected");
+    }
+  }
+
+  _readQuality(report, now) {
     let rtt = null;
     let bytes = 0;
     let lost = 0;
@@ -269,7 +346,6 @@ export class PeerLink extends EventTarget {
         received += s.packetsReceived || 0;
       }
     });
-    const now = performance.now();
     let kbps = null;
     if (this._lastBytes) {
       const dt = (now - this._lastBytes.t) / 1000;
@@ -293,7 +369,6 @@ export class PeerLink extends EventTarget {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.statsTimer);
-    clearTimeout(this._disconnectTimer);
     this.attempt.cancel();
     this.channels.close();
     this.pc.close();
