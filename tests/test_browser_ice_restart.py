@@ -1,14 +1,22 @@
-"""ICE restart: a call whose media path dies reconnects on a new one, without a reload.
+"""ICE restart: a call whose media path dies reconnects on a new one, without a reload, in a bound.
 
 The call is forced through a real coturn (relay only). Restarting coturn on the same port kills
-every relay allocation, so the old candidate pair stops answering: Chromium's connection goes
-"disconnected", the app restarts ICE (new credentials, new allocations on the new coturn, the
-same TURN URL and still-valid credentials from the welcome) and media flows again.
+every relay allocation, so the old candidate pair stops carrying anything. The app must notice
+(nothing received, connectivity checks unanswered) and restart ICE (new credentials, new
+allocations on the new coturn, the same TURN URL and still-valid credentials from the welcome),
+and media must flow again, within the bounds stated in docs/client.md ("When the media path
+dies"). The test watches from outside the app: the ICE credentials in each side's local
+description (compared inside the page, never read out), the selected pair and its bytes.
+
+Only one side needs to start the restart: the other gets new credentials by answering its offer.
+(Expecting each side to have started one was this test's old flake: under load the two sides
+notice seconds apart, and the later one is restarted by the earlier one's offer first.)
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
 
@@ -24,9 +32,38 @@ from tests.support.coturn import CoturnProcess
 
 pytestmark = pytest.mark.slow
 
+#: docs/client.md: an ICE restart begins within this many seconds of the relay dying ...
+NOTICE_BOUND_S = 7.0
+#: ... and both sides are connected again, on the new relay, with media flowing, within this.
+RECOVERY_BOUND_S = 12.0
+#: How long the test keeps watching, to report the real times when a bound is missed.
+WATCH_S = 60.0
 
-def test_a_call_whose_relay_dies_restarts_ice_and_flows_again(tmp_path, rtcsvc, browser,  # noqa: F811
-                                                              people, room):  # noqa: F811
+# Inside the page: has this page's ICE username fragment changed since the first call (an ICE
+# restart, started by either side), and is its selected pair receiving? The fragments stay in
+# the page; only booleans and byte counts come out.
+ICE_PROGRESS = """
+async () => {
+  const pc = window.__deployTestPeerConnections.find((p) => p.connectionState !== "closed");
+  if (!pc || !pc.localDescription) return null;
+  const ufrag = (pc.localDescription.sdp.match(/^a=ice-ufrag:(\\S+)/m) || [])[1] || null;
+  if (window.__iceUfragBefore === undefined) window.__iceUfragBefore = ufrag;
+  let pairBytes = null;
+  const stats = await pc.getStats();
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) {
+      const pair = stats.get(s.selectedCandidatePairId);
+      if (pair) pairBytes = pair.bytesReceived;
+    }
+  });
+  return { restarted: ufrag !== window.__iceUfragBefore, connectionState: pc.connectionState,
+           pairBytes };
+}
+"""
+
+
+def test_a_call_whose_relay_dies_restarts_ice_and_flows_again_within_the_bound(
+        tmp_path, rtcsvc, browser, people, room):  # noqa: F811
     secret = secrets.token_hex(32)
     secret_file = tmp_path / "turn-secret"
     secret_file.write_text(secret)
@@ -35,22 +72,49 @@ def test_a_call_whose_relay_dies_restarts_ice_and_flows_again(tmp_path, rtcsvc, 
         service = rtcsvc(args=["--turn-url", coturn.turn_url("udp"),
                                "--turn-secret-file", str(secret_file)], tls=True)
         alice, bob = start_relay_only_call(people, browser, service.http_url, room)
+        people_ = (alice, bob)
+        for person in people_:
+            assert person.page.evaluate(ICE_PROGRESS)["restarted"] is False
 
+        killed = time.monotonic()
         coturn.stop()  # every allocation is gone with it
         coturn = CoturnProcess.start(tmp_path / "coturn2", secret, port=coturn.port)
 
-        for me, other in ((alice, bob), (bob, alice)):
-            me.wait(
-                """(id) => window.rtcsvc.state.peers.some(
-                     (p) => p.id === id && p.restarts >= 1 && p.connectionState === "connected")""",
-                other.id, timeout=60_000, what="an ICE restart that connects again",
-            )
+        noticed = None  # seconds from the kill to the first new ICE credentials on either side
+        recovered = None  # ... to both restarted, connected, and receiving on the new pair
+        last = {}
+        bytes_at_restart: dict[str, int] = {}
+        while time.monotonic() - killed < WATCH_S:
+            now = time.monotonic() - killed
+            for person in people_:
+                last[person.name] = person.page.evaluate(ICE_PROGRESS)
+            if noticed is None and any(p and p["restarted"] for p in last.values()):
+                noticed = now
+            if all(p and p["restarted"] and p["connectionState"] == "connected"
+                   and p["pairBytes"] is not None for p in last.values()):
+                for name, p in last.items():
+                    bytes_at_restart.setdefault(name, p["pairBytes"])
+                if all(p["pairBytes"] > bytes_at_restart[name] for name, p in last.items()):
+                    recovered = now
+                    break
+            time.sleep(0.1)
+
+        print(f"ICE restart began after {noticed} s, media flowed again after {recovered} s")
+        states = {person.name: person.state["peers"] for person in people_}
+        assert noticed is not None, f"no ICE restart within {WATCH_S} s of the relay dying: {states}"
+        assert recovered is not None, f"no recovery within {WATCH_S} s: {last} {states}"
+        assert noticed <= NOTICE_BOUND_S, (
+            f"the ICE restart began {noticed:.1f} s after the relay died (bound {NOTICE_BOUND_S} s)")
+        assert recovered <= RECOVERY_BOUND_S, (
+            f"media flowed again {recovered:.1f} s after the relay died (bound {RECOVERY_BOUND_S} s)")
+
         alice.wait_media_flowing(bob.id, timeout=30_000)
         bob.wait_media_flowing(alice.id, timeout=30_000)
-        pairs = alice.page.evaluate(SELECTED_PAIRS)
-        assert len(pairs) == 1 and pairs[0]["local"] == "relay", pairs
-        low, high = coturn.relay_ports
-        assert low <= pairs[0]["localPort"] <= high  # an allocation on the new coturn
-        assert alice.state["joined"] and bob.state["joined"]  # no reload, same session
+        for person in people_:
+            pairs = person.page.evaluate(SELECTED_PAIRS)
+            assert len(pairs) == 1 and pairs[0]["local"] == "relay", pairs
+            low, high = coturn.relay_ports
+            assert low <= pairs[0]["localPort"] <= high  # an allocation on the new coturn
+            assert person.state["joined"]  # no reload, same session
     finally:
         coturn.stop()
