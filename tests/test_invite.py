@@ -2,6 +2,8 @@
 
 import pytest
 import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rtcsvc.invite import main, mint_room_token, room_token_valid
 from tests.support.clients import AutobahnClient
@@ -21,6 +23,19 @@ def test_a_token_admits_to_its_room_until_it_expires():
                                     "2000.AAAA", "-1.abc"])
 def test_malformed_or_forged_tokens_are_refused(forged):
     assert not room_token_valid(SECRET, "room", forged, now=1000)
+
+
+@pytest.mark.parametrize("token", ["\u00b2.x", "\u00b2000.abc", "1.\u00e9", "\uff12\uff10.abc",
+                                   "\u0663.x", "9999999999.\u00e9", "2000.a\nb", "2000.abc\n",
+                                   " 2000.abc"])
+def test_non_ascii_or_odd_tokens_are_refused_without_raising(token):
+    """str.isdigit() accepts "\u00b2", which int() refuses: such a token gave HTTP 500."""
+    assert room_token_valid(SECRET, "room", token, now=1000) is False
+
+
+@given(st.text(max_size=40))
+def test_no_text_makes_the_check_raise(token):
+    assert room_token_valid(SECRET, "room", token, now=1000) in (True, False)
 
 
 def test_rtcsvc_invite_prints_a_working_link(tmp_path, capsys):
