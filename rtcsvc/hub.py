@@ -87,6 +87,23 @@ class IHub(Interface):
     )
 
 
+class IResumingHub(Interface):
+    """A hub that can resume a session without ever seating a newcomer.
+
+    The adapter uses it when a handshake carries a resume token but no valid invite (the
+    invite may have expired during the call): a live resume token is enough to resume, while
+    a stale one must not turn into a fresh join, which the room would see as ``peer-joined``.
+    """
+
+    def resume(room: str, connection: IPeerConnection, resume_token: str):
+        """
+        Give ``connection`` back the seat whose live resume token in ``room`` is
+        ``resume_token``, as :meth:`IHub.join` would. Returns the :class:`JoinResult` (or a
+        Deferred firing with one), or ``None`` (or a Deferred firing with ``None``) when no
+        seat has that token, changing nothing.
+        """
+
+
 @implementer(IMembership)
 @dataclass(eq=False)
 class Member:
@@ -129,7 +146,7 @@ def new_resume_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-@implementer(IHub)
+@implementer(IHub, IResumingHub)
 class Hub:
     """The in-memory hub: all rooms of one process."""
 
@@ -167,9 +184,9 @@ class Hub:
     # -- IHub
 
     def join(self, room: str, connection, resume_token: str | None = None) -> JoinResult:
-        member = self._tokens.get(resume_token) if resume_token else None
-        if member is not None and member.room.name == room:
-            return self._resume(member, connection)
+        resumed = self.resume(room, connection, resume_token)
+        if resumed is not None:
+            return resumed
         found = self._rooms.get(room)
         if found is None:
             found = self._rooms[room] = Room(room)
@@ -219,6 +236,14 @@ class Hub:
                 self._cancel_expiry(member)
         self._rooms.clear()
         self._tokens.clear()
+
+    # -- IResumingHub
+
+    def resume(self, room: str, connection, resume_token: str | None) -> JoinResult | None:
+        member = self._tokens.get(resume_token) if resume_token else None
+        if member is None or member.room.name != room:
+            return None
+        return self._resume(member, connection)
 
     # -- internals
 
