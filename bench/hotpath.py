@@ -74,9 +74,10 @@ def client_frame(payload: bytes, opcode: int = 1) -> bytes:
     return header + MASK + masked
 
 
-#: Rate limiting off, as in bench/run; --rate-limited turns on a bucket that never refuses,
-#: to price the limiter itself.
-LIMITS = Limits(rate=0)
+#: Rate limiting off, as in bench/run (the churn loop is thousands of handshakes from one
+#: address on a clock that does not move); --rate-limited turns on buckets that never refuse,
+#: to price the limiters themselves.
+LIMITS = Limits(rate=0, handshake_rate=0)
 
 
 def make_factory() -> SignalingFactory:
@@ -156,7 +157,7 @@ def main():
     args = parser.parse_args()
     if args.rate_limited:
         global LIMITS
-        LIMITS = Limits(rate=1e9, burst=10**9)
+        LIMITS = Limits(rate=1e9, burst=10**9, handshake_rate=1e9)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     cases = {
         "relay": ("relay S=200, 8/read", lambda: relay(40000, 200, 8), 40000),

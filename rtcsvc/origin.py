@@ -5,6 +5,7 @@ scheme and host the browser used are only known from ``X-Forwarded-*`` headers. 
 believed only when the request comes from a proxy the operator listed (``--trusted-proxy``);
 anyone else could forge them. The WebSocket origin check (against cross-site WebSocket hijacking)
 compares the page's ``Origin`` with the scheme and host the browser itself addressed.
+:func:`client_key` says which addresses count as one client for the per-client limits.
 """
 
 from __future__ import annotations
@@ -77,6 +78,25 @@ class TrustedProxies:
             if forwarded_host:
                 host = forwarded_host
         return RequestView(client, scheme, host)
+
+
+def client_key(address: str) -> str:
+    """The unit the per-client limits count: an IPv4 address, or an IPv6 address's /64.
+
+    An IPv6 subscriber is routed a whole /64 (often more) and may use any address in it, so
+    counting exact IPv6 addresses would give one host 2**64 budgets. An IPv4-mapped IPv6
+    address counts as its IPv4 address. Anything that is not an address (a forwarded
+    "unknown") is its own key.
+    """
+    if ":" not in address:
+        return address  # IPv4 (the common case): nothing to parse
+    try:
+        ip = ipaddress.IPv6Address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return f"{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
 
 
 @lru_cache(maxsize=1024)

@@ -4,10 +4,17 @@ A thin layer around :mod:`rtcsvc.hub`. It checks the handshake (room name, origi
 token), parses frames with :mod:`rtcsvc.messages`, hands them to the hub, and writes what the
 hub gives back. Every Autobahn option is set in one place, :meth:`SignalingFactory.configure`,
 because Autobahn's own defaults are permissive. The wire contract is docs/protocol.md.
+
+What one client may cost is metered here: every frame it sends takes a token (pings, pongs
+and continuation fragments too, from Autobahn's ``onFrameBegin``), every byte queued for it
+counts against ``--max-send-buffer`` once it stops reading (pongs and errors too), and each
+client (an IPv4 address or an IPv6 /64) has a cap on sockets and a rate of handshakes. A
+handshake that hits a bug is refused with one log line, never a traceback.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -21,15 +28,17 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rtcsvc import messages
-from rtcsvc.hub import IPeerConnection, RoomFull, Unavailable, UnknownPeer
+from rtcsvc.hub import IPeerConnection, IResumingHub, RoomFull, Unavailable, UnknownPeer
 from rtcsvc.invite import room_token_valid
-from rtcsvc.ratelimit import TokenBucket
+from rtcsvc.origin import client_key
+from rtcsvc.ratelimit import ClientBuckets, TokenBucket
 
 ROOM_PATH = re.compile(r"/ws/([A-Za-z0-9_-]{1,64})\Z")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
 CLOSE_ROOM_FULL = 4001
 CLOSE_SUPERSEDED = 4002
@@ -48,6 +57,11 @@ _log = Logger(namespace="rtcsvc.protocol.SignalingProtocol")
 
 #: The largest handshake request header, as twisted.web's ``HTTPChannel.totalHeadersSize``.
 MAX_REQUEST_HEADER = 16384
+#: A client's handshake bucket holds this many seconds' worth of ``--handshake-rate``: a
+#: whole office behind one NAT reconnecting after a restart gets through in one go.
+HANDSHAKE_BURST_SECONDS = 10
+#: Seconds a socket closed for abuse has to take its close frame before it is cut.
+ABUSER_FLUSH_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class Limits:
     max_connections: int = 10000
     max_per_client: int = 200
     max_send_buffer: int = 1 << 20  # bytes queued for a client that stopped reading
+    handshake_rate: float = 10.0  # handshakes per second per client; 0 turns it off
     ping_interval: float = 20.0
     ping_timeout: float = 10.0
     room_secret: bytes | None = None
@@ -73,6 +88,7 @@ class SignalingProtocol(WebSocketServerProtocol):
     _room = None
     _resume_token = None
     _client = "?"
+    _client_key = "?"  # what the per-client limits count: the address, or its IPv6 /64
     _superseded = False
     _kicked = False
     _refresh = None
@@ -80,7 +96,10 @@ class SignalingProtocol(WebSocketServerProtocol):
     _admitted = False
     _invited = True
     _bucket = None
-    _limited = 0  # messages refused in a row by the rate limit
+    _limited = 0  # frames refused in a row by the rate limit
+    _frame_refused = False  # the frame being read was refused by the rate limit
+    _drop_message = False  # a frame of the message being read was refused
+    _abort_call = None  # cuts a socket closed for abuse that does not take its close frame
     _paused = False  # the transport's buffer is full: the client is not reading
     _backlog_bytes = 0  # written while paused
 
@@ -99,11 +118,19 @@ class SignalingProtocol(WebSocketServerProtocol):
         super().processHandshake()
 
     def onConnect(self, request):
+        try:
+            return self._check_handshake(request)
+        except ConnectionDeny:
+            raise
+        except Exception as e:
+            # A bug, reached by whatever this client sent: one line for the operator (never
+            # the exception's text, which may quote a token), a bare 500 for the client.
+            self.factory.refuse("error")
+            self.factory.unexpected("refusing a handshake", self._client, e)
+            raise ConnectionDeny(500, "Internal server error") from None
+
+    def _check_handshake(self, request):
         factory = self.factory
-        match = ROOM_PATH.match(request.path)
-        if match is None:
-            factory.refuse("bad-room")
-            raise ConnectionDeny(400, "The room name must match [A-Za-z0-9_-]{1,64}.")
         headers = request.headers
         view = factory.proxies.view(
             getattr(self.transport.getPeer(), "host", ""),
@@ -111,6 +138,15 @@ class SignalingProtocol(WebSocketServerProtocol):
             headers.get,
         )
         self._client = view.client
+        self._client_key = key = client_key(view.client)
+        handshakes = factory.handshakes
+        if handshakes is not None and not handshakes.take(key, factory.clock.seconds()):
+            factory.refuse("handshake-rate")
+            raise ConnectionDeny(429, "Too many new connections from your address; slow down.")
+        match = ROOM_PATH.match(request.path)
+        if match is None:
+            factory.refuse("bad-room")
+            raise ConnectionDeny(400, "The room name must match [A-Za-z0-9_-]{1,64}.")
         if not factory.origins.allows(headers.get("origin"), view):
             factory.refuse("origin")
             raise ConnectionDeny(403, "This origin may not open a signaling socket here.")
@@ -119,10 +155,10 @@ class SignalingProtocol(WebSocketServerProtocol):
         if factory.admitted >= limits.max_connections:
             factory.refuse("server-full")
             raise ConnectionDeny(503, "The server is at its connection limit; try again later.")
-        if factory.per_client[self._client] >= limits.max_per_client:
+        if factory.per_client[key] >= limits.max_per_client:
             factory.refuse("client-limit")
             raise ConnectionDeny(429, "Too many connections from your address.")
-        factory.admit(self._client)
+        factory.admit(key)
         self._admitted = True
         if limits.room_secret is not None:
             # Refused after the upgrade (see onOpen): a browser cannot read an HTTP status,
@@ -133,6 +169,12 @@ class SignalingProtocol(WebSocketServerProtocol):
         return None
 
     def onOpen(self):
+        try:
+            self._open()
+        except Exception as e:
+            self._unexpected("opening a socket", e)
+
+    def _open(self):
         factory = self.factory
         factory.connections.add(self)
         factory.metrics.connections.inc()
@@ -144,28 +186,32 @@ class SignalingProtocol(WebSocketServerProtocol):
         # channel still is; most sockets come straight from rtcsvc.listener, with none.)
         self.transport.unregisterProducer()
         self.transport.registerProducer(self, True)
-        if not self._invited:
-            factory.refuse("invite")
-            self._kick("not-invited", "This room needs a valid, unexpired invite link.",
-                       CLOSE_NOT_INVITED)
-            return
         # The in-memory hub answers at once; only a remote hub (Redis) returns a Deferred.
         # Building a Deferred and its callback chain for an answer already there was ~10 % of
         # rtcsvc's own work per join.
         try:
-            result = factory.hub.join(self._room, self, self._resume_token)
+            if self._invited:
+                result = factory.hub.join(self._room, self, self._resume_token)
+            elif self._resume_token is not None and factory.resumes_alone:
+                # The invite may have expired during the call: a live resume token is proof
+                # enough. A stale one gets None (not-invited), never a fresh seat.
+                result = factory.hub.resume(self._room, self, self._resume_token)
+            else:
+                result = None
         except Exception:
             result = defer.fail()
         if isinstance(result, defer.Deferred):
             result.addCallbacks(self._joined, self._not_joined)
-            result.addErrback(lambda f: _log.failure("joining {room}", f, room=self._room))
+            result.addErrback(lambda f: self._unexpected("joining a room", f))
             return
-        try:
-            self._joined(result)
-        except Exception:
-            _log.failure("joining {room}", room=self._room)
+        self._joined(result)
 
     def _joined(self, result):
+        if result is None:
+            self.factory.refuse("invite")
+            self._kick("not-invited", "This room needs a valid, unexpired invite link.",
+                       CLOSE_NOT_INVITED)
+            return
         if self.state != self.STATE_OPEN:
             # The socket died while a remote hub was answering: give the seat back.
             self.factory.hub.drop(result.member)
@@ -207,10 +253,37 @@ class SignalingProtocol(WebSocketServerProtocol):
 
     # -- frames
 
+    def onFrameBegin(self):
+        # Every frame a client sends takes a token, whatever it is: a ping, a pong or an empty
+        # continuation fragment costs us as much to parse as a message, and an answered ping
+        # costs a write. Refused data frames drop their message (onMessageEnd); refused pings
+        # go unanswered (onPing). Called for each frame header, before any of its payload.
+        bucket = self._bucket
+        if bucket is not None:
+            if bucket.take(self.factory.clock.seconds()):
+                self._limited = 0
+                self._frame_refused = False
+            else:
+                self._frame_refused = True
+                if self.current_frame.opcode < 8:
+                    self._drop_message = True
+                self._rate_limited()
+        _frame_begin(self)
+
+    def onPing(self, payload):
+        # Autobahn's answers every ping, and writes the pong whether or not the client reads.
+        if self._frame_refused or self.state != self.STATE_OPEN:
+            return
+        if self._paused and self._over_send_buffer(len(payload) + 2):
+            return
+        self.sendPong(payload)
+
     def onMessageEnd(self):
         # Autobahn's version also fires its observer event "message" (a Deferred and its
         # callbacks per message) that nothing here listens to; deliver the message directly.
-        if not self.failedByMe:
+        if self._drop_message:
+            self._drop_message = False  # refused by the rate limit, and told so then
+        elif not self.failedByMe:
             payload = b"".join(self.message_data)
             if self.message_is_binary or _is_utf8(payload):
                 self.onMessage(payload, self.message_is_binary)
@@ -225,9 +298,6 @@ class SignalingProtocol(WebSocketServerProtocol):
         member = self._member
         if member is None:
             return  # still joining, or on the way out
-        if self._bucket is not None and not self._bucket.take(self.factory.clock.seconds()):
-            return self._rate_limited()
-        self._limited = 0
         if isBinary:
             return self._error("bad-message", "Binary frames are not part of protocol v1.")
         try:
@@ -257,31 +327,54 @@ class SignalingProtocol(WebSocketServerProtocol):
             # One error per burst of refusals: answering every flooded message would let
             # the flood make us write as much as it sends.
             self._error("rate-limited", "Too many messages; slow down.")
-        elif self._limited > self.factory.limits.burst and not self._kicked:
-            # Once: the rest of the flood already read arrives after our close frame.
-            self._kicked = True
-            self.factory.metrics.errors.labels("rate-limit-close").inc()
-            self.sendCloseFrame(CLOSE_POLICY, b"Rate limit exceeded.", isReply=False)
+        elif self._limited > self.factory.limits.burst:
+            self._close_abuser()
+
+    def _close_abuser(self):
+        """Close with 1008 and read nothing more: the rest of the flood is not worth parsing."""
+        if self.state == self.STATE_CLOSED:
+            return
+        factory = self.factory
+        self._kicked = True
+        factory.metrics.errors.labels("rate-limit-close").inc()
+        if factory.handshakes is not None:
+            # Coming straight back costs it its handshake burst.
+            factory.handshakes.drain(self._client_key, factory.clock.seconds())
+        self.sendCloseFrame(CLOSE_POLICY, b"Rate limit exceeded.", isReply=False)
+        self.wasNotCleanReason = "closed with 1008 for exceeding the rate limit"
+        transport = self.transport
+        # Closed state: Autobahn stops parsing what was already read, and reads no more.
+        # A client that is not reading cannot take the close frame either: cut it now, or
+        # once it has had the time a closing handshake gets.
+        self.dropConnection(abort=self._paused)
+        if not self._paused:
+            self._abort_call = factory.clock.callLater(ABUSER_FLUSH_TIMEOUT,
+                                                       transport.abortConnection)
 
     # -- IPeerConnection
 
     def send(self, payload: bytes) -> None:
-        if self._paused:
-            self._backlog_bytes += len(payload)
-            if self._backlog_bytes > self.factory.limits.max_send_buffer:
-                # It stopped reading: drop it (it may resume and get what it missed from the
-                # hub's bounded queue) rather than buffer without bound.
-                _log.info("dropping slow reader peer={peer}", peer=self._member_id())
-                self.factory.metrics.errors.labels("slow-reader").inc()
-                self._paused = False
-                self.transport.abortConnection()
-                return
+        if self._paused and self._over_send_buffer(len(payload)):
+            return
         # The relay's hot path: one write of a pre-framed text frame. sendMessage() would
         # validate its arguments, consult compression (always off here), count traffic and
         # format a debug log line's arguments on every call, which costs as much as the relay
         # itself (docs/performance.md).
         if self.state == self.STATE_OPEN:
             self.transport.write(_text_frame(payload))
+
+    def _over_send_buffer(self, size: int) -> bool:
+        """Count ``size`` more bytes queued for a client that stopped reading; past
+        ``--max-send-buffer`` drop it (it may resume and get what it missed from the hub's
+        bounded queue) rather than buffer without bound."""
+        self._backlog_bytes += size
+        if self._backlog_bytes <= self.factory.limits.max_send_buffer:
+            return False
+        _log.info("dropping slow reader peer={peer}", peer=self._member_id())
+        self.factory.metrics.errors.labels("slow-reader").inc()
+        self._paused = False
+        self.transport.abortConnection()
+        return True
 
     # -- IPushProducer: the transport tells us when the client stops reading
 
@@ -307,9 +400,11 @@ class SignalingProtocol(WebSocketServerProtocol):
         factory.connections.discard(self)
         if self._admitted:
             self._admitted = False
-            factory.release(self._client)
+            factory.release(self._client_key)
         if self._refresh is not None and self._refresh.active():
             self._refresh.cancel()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         member, self._member = self._member, None
         if member is None:
             return
@@ -343,13 +438,25 @@ class SignalingProtocol(WebSocketServerProtocol):
             # before the client reads why.
             return
         self.factory.metrics.errors.labels(code).inc()
-        self.sendMessage(messages.error(code, text, **details), False)
+        # Through send(): an error is bytes queued for the client like any other message.
+        self.send(messages.error(code, text, **details))
+
+    def _unexpected(self, doing: str, error) -> None:
+        """A bug while serving this socket: one log line, and close with 1011."""
+        self.factory.unexpected(doing, self._client, error)
+        self._kicked = True
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(CLOSE_INTERNAL_ERROR, b"Internal server error.", isReply=False)
 
     def _kick(self, code: str, text: str, close_code: int, **details) -> None:
         self._kicked = True
         self._error(code, text, **details)
         self.sendClose(close_code, text)
 
+
+#: Autobahn's own frame-header handling, called by our metering override without a
+#: ``super()`` lookup on every frame.
+_frame_begin = WebSocketServerProtocol.onFrameBegin
 
 _JOINED = "joined room={room} peer={peer} client={client}"
 _RESUMED = "resumed room={room} peer={peer} client={client}"
@@ -386,6 +493,23 @@ def _param(request, name):
     return values[0] if values else None
 
 
+def _where(error) -> str:
+    """Where ``error`` (an exception or a Failure) was raised: "file.py:123 in function"."""
+    tb = error.getTracebackObject() if hasattr(error, "getTracebackObject") else \
+        error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "an unknown place"
+    code = tb.tb_frame.f_code
+    return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
+
+
+def _error_name(error) -> str:
+    value = getattr(error, "value", error)  # a Failure's exception
+    return type(value).__name__
+
+
 class SignalingFactory(WebSocketServerFactory):
     """Shared state of all signaling sockets of one service."""
 
@@ -405,7 +529,13 @@ class SignalingFactory(WebSocketServerFactory):
         self.log_sessions = log_sessions
         self.connections: set[SignalingProtocol] = set()
         self.admitted = 0  # handshakes accepted and not yet closed
-        self.per_client: Counter[str] = Counter()
+        self.per_client: Counter[str] = Counter()  # by client_key()
+        #: Handshakes per client (its key), or None when --handshake-rate is 0.
+        self.handshakes = (ClientBuckets(limits.handshake_rate,
+                                         max(1.0, limits.handshake_rate * HANDSHAKE_BURST_SECONDS))
+                           if limits.handshake_rate > 0 else None)
+        #: Whether a resume token alone may resume (the hub can resume without seating).
+        self.resumes_alone = IResumingHub.providedBy(hub)
         self.configure(limits)
 
     def configure(self, limits: Limits) -> None:
@@ -453,6 +583,12 @@ class SignalingFactory(WebSocketServerFactory):
 
     def refuse(self, reason: str) -> None:
         self.metrics.refused.labels(reason).inc()
+
+    def unexpected(self, doing: str, client: str, error) -> None:
+        """Log a bug met while serving ``client`` as one line: no traceback, no message text
+        (it could quote a token), only the exception's type and where it was raised."""
+        _log.error("unexpected {error} while {doing} for {client}, at {where}",
+                   error=_error_name(error), doing=doing, client=client, where=_where(error))
 
     def admit(self, client: str) -> None:
         self.admitted += 1

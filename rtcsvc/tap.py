@@ -118,9 +118,15 @@ docs/protocol.md; threats and limits are docs/reliability.md.
          "Keep it under the file-descriptor limit (ulimit -n).",
          _bounded("max-connections", int, 1)],
         ["max-connections-per-client", None, 200,
-         "Signaling sockets per client address (the real one behind a --trusted-proxy); "
-         "more are refused with HTTP 429. Offices behind one NAT share an address.",
+         "Signaling sockets per client address (the real one behind a --trusted-proxy; "
+         "an IPv6 address counts by its /64); more are refused with HTTP 429. Offices "
+         "behind one NAT share an address.",
          _bounded("max-connections-per-client", int, 1)],
+        ["handshake-rate", None, 10.0,
+         "New signaling sockets per second each client address (an IPv6 address counts "
+         "by its /64) may open on average, after a burst of ten seconds' worth; more are "
+         "refused with HTTP 429. A client closed for flooding loses its burst. 0: no limit.",
+         _bounded("handshake-rate", float, 0)],
         ["max-send-buffer", None, 1 << 20,
          "Bytes queued for a client that stopped reading before it is dropped (it may "
          "resume).",
@@ -303,6 +309,7 @@ def makeService(config, reactor=None):
             max_connections=config["max-connections"],
             max_per_client=config["max-connections-per-client"],
             max_send_buffer=config["max-send-buffer"],
+            handshake_rate=config["handshake-rate"],
             ping_interval=config["ping-interval"],
             ping_timeout=config["ping-timeout"],
             room_secret=config["room-secret"],

@@ -8,6 +8,7 @@ the real client behind a trusted proxy, and only there); slots come back when so
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -15,7 +16,9 @@ import pytest
 
 from rtcsvc.invite import mint_room_token
 from tests.support import rawws
-from tests.support.rawws import HandshakeRefused, RawWebSocket, text_frame
+from tests.support.rawws import (
+    CONTINUATION, PING, TEXT, HandshakeRefused, RawWebSocket, frame, text_frame,
+)
 from tests.support.service import wait_for
 
 pytestmark = pytest.mark.slow
@@ -51,6 +54,54 @@ def test_a_flood_is_rate_limited_then_closed_with_1008_while_other_rooms_flow(rt
     assert len(answers) <= 3  # one per run of refusals, not one per flooded message
     assert rawws.metric(svc.port, "rtcsvc_errors_total", code="rate-limit-close") == 1
     assert rawws.metric(svc.port, "rtcsvc_errors_total", code="rate-limited") == len(answers)
+    a.close(), b.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("kind", ["ping", "empty-continuation"])
+def test_a_control_frame_flood_is_closed_with_1008_cheaply_while_other_rooms_flow(rtcsvc, kind):
+    """Eight sockets each sending 100,000 empty pings (or empty continuation fragments): each
+    gets at most the burst in pongs and a 1008; the server spends well under a second on all
+    of it; a bystander pair's signals keep flowing. Unmetered, this took seconds of CPU per
+    socket and held the bystanders up for seconds (issue 13)."""
+    svc = rtcsvc()
+    a, wa = rawws.join(svc.port, "calm")
+    b, wb = rawws.join(svc.port, "calm")
+    a.recv_type("peer-joined")
+    flooders = [rawws.join(svc.port, f"flood{i}")[0] for i in range(8)]
+    if kind == "ping":
+        flood = frame(PING) * 100_000
+    else:
+        flood = frame(TEXT, b"", fin=False) + frame(CONTINUATION, b"", fin=False) * 100_000
+    cpu = _cpu_seconds(svc.pid)
+    senders = [threading.Thread(target=_send_ignoring_reset, args=(f, flood)) for f in flooders]
+    for sender in senders:
+        sender.start()
+    worst = 0.0
+    for n in range(100):
+        started = time.monotonic()
+        a.signal({"n": n}, to=wb["id"])
+        assert b.recv_type("signal")["data"] == {"n": n}
+        worst = max(worst, time.monotonic() - started)
+    for sender in senders:
+        sender.join(30)
+    for flooder in flooders:
+        pongs = []
+        with pytest.raises(rawws.Closed) as closed:
+            while True:
+                pongs.append(flooder.recv(5, answer_pings=False))
+        assert closed.value.code == 1008
+        assert flooder.pongs <= 400  # the burst, and the rate while the flood is read
+    spent = _cpu_seconds(svc.pid) - cpu
+    assert spent < 1.0, f"the server spent {spent:.2f} s of CPU on the flood"
+    assert worst < 0.5, f"a bystander signal took {worst:.3f} s"
+    assert rawws.metric(svc.port, "rtcsvc_errors_total", code="rate-limit-close") == 8
     a.close(), b.close()
 
 

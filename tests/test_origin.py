@@ -1,6 +1,8 @@
 """Forwarded headers are believed only from trusted proxies, and only the proxy's own entries."""
 
-from rtcsvc.origin import OriginPolicy, RequestView, TrustedProxies
+import pytest
+
+from rtcsvc.origin import OriginPolicy, RequestView, TrustedProxies, client_key
 
 PROXY = TrustedProxies([TrustedProxies.parse("127.0.0.1"), TrustedProxies.parse("10.0.0.0/8")])
 
@@ -44,3 +46,16 @@ def test_origins_compare_scheme_host_and_effective_port():
     assert policy.allows("https://portal.example:443", view)
     assert not policy.allows("null", view) and not policy.allows("chat.example", view)
     assert policy.allows(None, view)  # non-browser clients send no Origin
+
+
+@pytest.mark.parametrize("address, key", [
+    ("198.51.100.7", "198.51.100.7"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::9", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::9", "2001:db8:1:3::/64"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("fe80::1%eth0", "fe80::/64"),
+    ("unknown", "unknown"),
+])
+def test_a_client_is_an_ipv4_address_or_an_ipv6_64(address, key):
+    assert client_key(address) == key

@@ -134,3 +134,17 @@ def test_the_running_service_collects_cycles_in_larger_batches_and_restores_the_
     finally:
         service.stopService()
     assert gc.get_threshold() == before
+
+
+def test_handshake_rate_reaches_the_factory_and_zero_turns_it_off(tmp_path):
+    def factory(*argv):
+        reactor = MemoryReactorClock()
+        tap.makeService(parse("--state-dir", str(tmp_path), "--listen", "tcp:8080", *argv),
+                        reactor).startService()
+        return reactor.tcpServers[0][1].signaling
+
+    assert factory().limits.handshake_rate == 10.0
+    assert factory("--handshake-rate", "2.5").handshakes.rate == 2.5
+    assert factory("--handshake-rate", "0").handshakes is None
+    with pytest.raises(SystemExit, match="--handshake-rate must be at least 0"):
+        parse("--handshake-rate", "-1")
