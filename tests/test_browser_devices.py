@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.support.browser import launch, people, playwright_driver, room  # noqa: F401
 
@@ -34,24 +35,28 @@ def test_choosing_another_camera_and_microphone_mid_call_replaces_what_the_other
     (video,) = alice.page.evaluate(OUTGOING, [bob.id, "video"])
     (audio,) = alice.page.evaluate(OUTGOING, [bob.id, "audio"])
 
-    alice.page.click("#btn-settings")
-    cameras = alice.page.eval_on_selector_all(
-        "#call-cam option", "(os) => os.map((o) => [o.value, o.textContent])")
+    alice.button("Devices").click()
+    panel = alice.page.get_by_role("complementary", name="Devices")
+    camera_picker = panel.get_by_role("combobox", name="Camera")
+    mic_picker = panel.get_by_role("combobox", name="Microphone")
+    cameras = camera_picker.locator("option").evaluate_all("(os) => os.map((o) => [o.value, o.textContent])")
     assert len(cameras) == 2, cameras
     other_camera = next(value for value, label in cameras if label != video["label"])
-    alice.page.select_option("#call-cam", other_camera)
+    camera_picker.select_option(other_camera)
     alice.wait(
         "([id, label]) => window.rtcsvc.outgoing(id).some((t) => t.kind === 'video' && t.label "
         "&& t.label !== label)", [bob.id, video["label"]], what="the other camera on the sender")
 
-    microphones = alice.page.eval_on_selector_all(
-        "#call-mic option", "(os) => os.map((o) => [o.value, o.textContent])")
+    microphones = mic_picker.locator("option").evaluate_all("(os) => os.map((o) => [o.value, o.textContent])")
     other_mic = next(value for value, label in microphones if label != audio["label"])
-    alice.page.select_option("#call-mic", other_mic)
+    mic_picker.select_option(other_mic)
     alice.wait(
         "([id, label]) => window.rtcsvc.outgoing(id).some((t) => t.kind === 'audio' && t.label "
         "&& t.label !== label)", [bob.id, audio["label"]], what="the other microphone")
 
+    # The pickers show what is in use now.
+    expect(camera_picker).to_have_value(other_camera)
+    expect(mic_picker).to_have_value(other_mic)
     # Same connection (replaceTrack, no renegotiation needed), media still arriving at Bob.
     bob.wait_media_flowing(alice.id)
     assert bob.state["peers"][0]["connectionState"] == "connected"
