@@ -19,6 +19,49 @@ const LOW_WATER = 1024 * 1024;
 const REPORT_EVERY = 512 * 1024;
 export const MAX_FILE_SIZE = 2 * 1024 * 1024 * 1024;
 
+/**
+ * One message of the `app` channel, validated: {t: "chat", text} or {t: "state", state:
+ * {name, muted, cameraOff, sharing, hasAudio, hasVideo}} ("hello" and "state" alike), or null
+ * for anything else. Another browser wrote it: nothing in it is trusted beyond these fields.
+ */
+export function parseAppMessage(data) {
+  if (typeof data !== "string") return null;
+  let msg;
+  try {
+    msg = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  if (!msg || typeof msg !== "object") return null;
+  if (msg.t === "chat" && typeof msg.text === "string") return { t: "chat", text: msg.text.slice(0, 2000) };
+  if (msg.t === "hello" || msg.t === "state") {
+    return {
+      t: "state",
+      state: {
+        name: typeof msg.name === "string" ? msg.name.slice(0, 40) : "",
+        muted: !!msg.muted,
+        cameraOff: !!msg.cameraOff,
+        sharing: !!msg.sharing,
+        hasAudio: msg.hasAudio !== false,
+        hasVideo: msg.hasVideo !== false,
+      },
+    };
+  }
+  return null;
+}
+
+/** A file header of the `files` channel, validated and made safe: {id, name, size, type}, or null. */
+export function parseFileHeader(msg) {
+  if (!msg || typeof msg !== "object") return null;
+  const size = Number(msg.size);
+  if (typeof msg.id !== "string" || !Number.isSafeInteger(size) || size < 0 || size > MAX_FILE_SIZE) return null;
+  const name = String(msg.name || "file").replace(/[\\/]/g, "_").slice(0, 255) || "file";
+  // A bare media type: parameters (and whatever else follows a ";") are dropped.
+  const base = typeof msg.type === "string" ? msg.type.split(";")[0].trim() : "";
+  const type = /^[\w.+-]+\/[\w.+-]+$/.test(base) ? base : "";
+  return { id: msg.id, name, size, type };
+}
+
 function randomId() {
   const b = crypto.getRandomValues(new Uint8Array(8));
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -61,26 +104,9 @@ export class PeerChannels extends EventTarget {
   }
 
   _onApp(data) {
-    if (typeof data !== "string") return;
-    let msg;
-    try {
-      msg = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (!msg || typeof msg !== "object") return;
-    if (msg.t === "chat" && typeof msg.text === "string") {
-      this._emit("chat", { text: msg.text.slice(0, 2000) });
-    } else if (msg.t === "hello" || msg.t === "state") {
-      this._emit("state", {
-        name: typeof msg.name === "string" ? msg.name.slice(0, 40) : "",
-        muted: !!msg.muted,
-        cameraOff: !!msg.cameraOff,
-        sharing: !!msg.sharing,
-        hasAudio: msg.hasAudio !== false,
-        hasVideo: msg.hasVideo !== false,
-      });
-    }
+    const msg = parseAppMessage(data);
+    if (msg && msg.t === "chat") this._emit("chat", { text: msg.text });
+    else if (msg && msg.t === "state") this._emit("state", msg.state);
   }
 
   // ---- receiving files ----
@@ -114,12 +140,11 @@ export class PeerChannels extends EventTarget {
     if (inc.received === inc.size) this._finishIncoming();
   }
 
-  _beginIncoming(msg) {
-    const size = Number(msg.size);
-    if (typeof msg.id !== "string" || !Number.isSafeInteger(size) || size < 0 || size > MAX_FILE_SIZE) return;
+  _beginIncoming(raw) {
+    const msg = parseFileHeader(raw);
+    if (!msg) return;
     if (this.incoming) this._failIncoming("superseded");
-    const name = String(msg.name || "file").replace(/[\\/]/g, "_").slice(0, 255) || "file";
-    const type = typeof msg.type === "string" && /^[\w.+-]+\/[\w.+-]+/.test(msg.type) ? msg.type : "";
+    const { name, size, type } = msg;
     this.incoming = { id: msg.id, name, size, type, chunks: [], received: 0, lastEvent: 0 };
     this._emit("file-start", { id: msg.id, name, size, type });
     if (size === 0) this._finishIncoming();
