@@ -119,8 +119,9 @@ docs/protocol.md; threats and limits are docs/reliability.md.
          _bounded("max-connections", int, 1)],
         ["max-connections-per-client", None, 200,
          "Signaling sockets per client address (the real one behind a --trusted-proxy; "
-         "an IPv6 address counts by its /64); more are refused with HTTP 429. Offices "
-         "behind one NAT share an address.",
+         "an IPv6 address counts by its /64); more are refused with HTTP 429. Page (HTTP) "
+         "connections have the same cap, counted apart, except from a --trusted-proxy. "
+         "Offices behind one NAT share an address.",
          _bounded("max-connections-per-client", int, 1)],
         ["handshake-rate", None, 10.0,
          "New signaling sockets per second each client address (an IPv6 address counts "
@@ -317,7 +318,8 @@ def makeService(config, reactor=None):
     )
     metrics.watch(hub, lambda: len(factory.connections))
     timeouts = dict(idle=config["idle-timeout"], request=config["handshake-timeout"])
-    site = make_site(factory, metrics, Path(config["static"]), **timeouts)
+    site = make_site(factory, metrics, Path(config["static"]), **timeouts,
+                     max_per_client=config["max-connections-per-client"], proxies=proxies)
     shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"],
                                turn_tunnel=_turn_tunnel(reactor, config["turn-backend"]))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sysconfig
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -19,6 +20,8 @@ from autobahn.twisted.resource import WebSocketResource
 from prometheus_client.twisted import MetricsResource
 from twisted.logger import Logger
 from twisted.web import http, pages, resource, server, static
+
+from rtcsvc.origin import client_key
 
 ROOM_NAME = re.compile(rb"[A-Za-z0-9_-]{1,64}\Z")
 
@@ -144,6 +147,13 @@ class SignalingEndpoint(WebSocketResource):
     def getChildWithDefault(self, name, request):
         return self
 
+    def render(self, request):
+        channel = request.channel
+        body = super().render(request)
+        if channel.transport is None:  # Autobahn took the connection over
+            channel.handed_over()
+        return body
+
 
 class GuardedHTTPChannel(http.HTTPChannel):
     """HTTP/1.1 with a deadline for each whole request, not just between bytes.
@@ -157,13 +167,28 @@ class GuardedHTTPChannel(http.HTTPChannel):
 
     _log = Logger()
     requestTimeout = 10.0
+    lifetime = 300.0
     _deadline = None
+    _end_of_life = None
+    _client = None  # the per-client slot this connection holds, if any
+    _refused = False
 
     def connectionMade(self):
+        client = self.site.client_of(self.transport.getPeer())
+        if client is not None and not self.site.claim(client):
+            # Over the per-client cap: say so once, then close, without parsing anything.
+            self._refused = True
+            self.transport.write(TOO_MANY_CONNECTIONS)
+            self.transport.loseConnection()
+            return
+        self._client = client
         super().connectionMade()
         self._arm()
+        self._end_of_life = self.callLater(self.lifetime, self._too_old)
 
     def dataReceived(self, data):
+        if self._refused:
+            return
         if self._deadline is None and not self._handlingRequest:
             self._arm()  # the next request on a kept-alive connection starts now
         super().dataReceived(data)
@@ -173,8 +198,31 @@ class GuardedHTTPChannel(http.HTTPChannel):
         super().allContentReceived()
 
     def connectionLost(self, reason):
-        self._disarm()
+        if self._refused:
+            return
+        self.handed_over()
         super().connectionLost(reason)
+
+    def handed_over(self):
+        """The connection is no longer an HTTP one (upgraded, or gone): drop its limits."""
+        self.setTimeout(None)  # the idle timer too: the WebSocket protocol keeps its own
+        self._disarm()
+        if self._end_of_life is not None:
+            if self._end_of_life.active():
+                self._end_of_life.cancel()
+            self._end_of_life = None
+        if self._client is not None:
+            self.site.release(self._client)
+            self._client = None
+
+    def _too_old(self):
+        self._end_of_life = None
+        if self.transport is None:
+            return  # taken over by the WebSocket protocol
+        peer = getattr(self.transport.getPeer(), "host", "?")
+        self._log.info("closing an HTTP connection open for {lifetime}s from {peer}",
+                       lifetime=self.lifetime, peer=peer)
+        self.transport.abortConnection()
 
     def _arm(self):
         self._deadline = self.callLater(self.requestTimeout, self._too_slow)
@@ -193,24 +241,62 @@ class GuardedHTTPChannel(http.HTTPChannel):
         self.transport.abortConnection()
 
 
+#: What a client over the per-client cap of page connections gets before the close.
+TOO_MANY_CONNECTIONS = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+                        b"Content-Length: 27\r\nConnection: close\r\n\r\n"
+                        b"Too many connections open.\n")
+#: Seconds a connection may stay an HTTP one, however busy (pages are small; a stalled response
+#: or a client that keeps one connection for ever is cut off).
+HTTP_LIFETIME = 300.0
+
+
 class GuardedSite(server.Site):
-    """A Site whose connections use :class:`GuardedHTTPChannel`."""
+    """A Site whose connections use :class:`GuardedHTTPChannel`, at most ``max_per_client``
+    of them open per client (see :func:`rtcsvc.origin.client_key`) unless the peer is a
+    trusted proxy, whose connections carry many clients and are bounded by the proxy."""
 
     protocol = GuardedHTTPChannel
 
-    def __init__(self, root, idle: float, request: float):
+    def __init__(self, root, idle: float, request: float, lifetime: float = HTTP_LIFETIME,
+                 max_per_client: int | None = None, proxies=None):
         super().__init__(root, timeout=idle, logFormatter=_access_log_line)
         self.request_timeout = request
+        self.lifetime = lifetime
         self.displayTracebacks = False
+        self._max_per_client = max_per_client
+        self._proxies = proxies
+        self._open: Counter[str] = Counter()
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)
         channel.requestTimeout = self.request_timeout
+        channel.lifetime = self.lifetime
         return channel
+
+    def client_of(self, peer) -> str | None:
+        """Whose budget a connection from ``peer`` counts against (None: no cap applies)."""
+        host = getattr(peer, "host", None)
+        if self._max_per_client is None or host is None:
+            return None
+        if self._proxies is not None and self._proxies.trusts(host):
+            return None
+        return client_key(host)
+
+    def claim(self, client: str) -> bool:
+        if self._open[client] >= self._max_per_client:
+            return False
+        self._open[client] += 1
+        return True
+
+    def release(self, client: str) -> None:
+        self._open[client] -= 1
+        if self._open[client] <= 0:
+            del self._open[client]
 
 
 def make_site(factory, metrics, static_dir: Path, idle: float = 60,
-              request: float = 10) -> server.Site:
+              request: float = 10, max_per_client: int | None = None,
+              proxies=None) -> server.Site:
     """The one site that serves the app, ``/ws/<room>``, ``/healthz`` and ``/metrics``."""
     files = StaticFiles(str(static_dir))
     files.putChild(b"ws", SignalingEndpoint(factory))
@@ -223,7 +309,8 @@ def make_site(factory, metrics, static_dir: Path, idle: float = 60,
     # rtcsvc is down or refuses a path (its 502/503/403 pages), which only it can cover, and two
     # different Strict-Transport-Security headers on one response were what rtcsvc plus Apache
     # sent before. The forwarded scheme therefore plays no part here.
-    return GuardedSite(SecurityHeaders(files, lambda request: request.isSecure()), idle, request)
+    return GuardedSite(SecurityHeaders(files, lambda request: request.isSecure()), idle, request,
+                       max_per_client=max_per_client, proxies=proxies)
 
 
 def make_redirect_site(https_port: int, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),

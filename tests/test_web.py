@@ -99,3 +99,81 @@ def test_one_plain_byte_range_is_served_as_a_part(tmp_path):
     assert isinstance(producer, SingleRangeStaticProducer)
     assert request.responseCode == 206
     assert request.responseHeaders.getRawHeaders(b"content-range") == [b"bytes 100-199/5000"]
+
+
+# ---- page connections: a lifetime, and a cap per client ----
+
+from twisted.internet.address import IPv4Address, IPv6Address  # noqa: E402
+from twisted.internet.testing import MemoryReactorClock, StringTransport  # noqa: E402
+from twisted.web import pages  # noqa: E402
+
+from rtcsvc.origin import TrustedProxies  # noqa: E402
+from rtcsvc.web import GuardedSite  # noqa: E402
+
+
+def guarded_site(max_per_client=2, proxies=None, lifetime=300.0):
+    return GuardedSite(pages.notFound(), idle=60, request=10, lifetime=lifetime,
+                       max_per_client=max_per_client, proxies=proxies)
+
+
+def open_from(site, address, clock=None):
+    channel = site.buildProtocol(address)
+    if clock is not None:
+        channel.callLater = clock.callLater
+    transport = StringTransport(peerAddress=address)
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def test_a_client_over_its_cap_of_page_connections_gets_429_and_a_close():
+    site = guarded_site(max_per_client=2)
+    client = IPv4Address("TCP", "198.51.100.7", 1000)
+    first, _ = open_from(site, client)
+    open_from(site, client)
+    _, refused = open_from(site, client)
+    assert refused.value().startswith(b"HTTP/1.1 429 ")
+    assert refused.disconnecting
+    _, other = open_from(site, IPv4Address("TCP", "198.51.100.8", 1000))
+    assert other.value() == b"" and not other.disconnecting  # others are unaffected
+    first.connectionLost(None)
+    _, again = open_from(site, client)
+    assert again.value() == b"" and not again.disconnecting  # a freed slot is reusable
+
+
+def test_ipv6_addresses_of_one_64_share_one_budget():
+    site = guarded_site(max_per_client=1)
+    open_from(site, IPv6Address("TCP", "2001:db8:1:2::1", 1000))
+    _, refused = open_from(site, IPv6Address("TCP", "2001:db8:1:2::ffff", 1000))
+    assert refused.value().startswith(b"HTTP/1.1 429 ")
+
+
+def test_a_trusted_proxy_is_not_capped_it_carries_many_clients():
+    site = guarded_site(max_per_client=1, proxies=TrustedProxies([TrustedProxies.parse("127.0.0.1")]))
+    for _ in range(5):
+        _, transport = open_from(site, IPv4Address("TCP", "127.0.0.1", 1000))
+        assert not transport.disconnecting
+
+
+def test_a_connection_older_than_its_lifetime_is_closed_however_busy():
+    clock = MemoryReactorClock()
+    site = guarded_site(lifetime=300.0)
+    channel, transport = open_from(site, IPv4Address("TCP", "198.51.100.7", 1000), clock)
+    for _ in range(29):  # a request every 10 s keeps the idle timer away, not the lifetime
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        clock.advance(10)
+    assert not transport.disconnected and transport.value().count(b"HTTP/1.1 404") == 29
+    clock.advance(11)
+    assert transport.disconnected
+
+
+def test_a_connection_handed_to_the_websocket_protocol_leaves_the_cap_and_the_lifetime():
+    clock = MemoryReactorClock()
+    site = guarded_site(max_per_client=1, lifetime=300.0)
+    client = IPv4Address("TCP", "198.51.100.7", 1000)
+    channel, transport = open_from(site, client, clock)
+    channel.handed_over()
+    channel.transport = None  # what Autobahn's WebSocketResource does
+    clock.advance(301)
+    assert not transport.disconnected
+    _, second = open_from(site, client)
+    assert not second.disconnecting
