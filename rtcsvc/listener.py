@@ -110,7 +110,7 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
             # the fast path is missed.
             if stun:
                 self.setTimeout(None)  # coturn keeps its own timers for TURN connections
-                inner = factory.turn_tunnel()
+                inner = factory.turn_tunnel(self.addr)
             elif data.startswith(SIGNALING_PREFIX):
                 inner = factory.signaling.buildProtocol(self.addr)
             else:

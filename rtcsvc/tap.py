@@ -26,7 +26,7 @@ from rtcsvc.redis_hub import RedisHub, RedisHubService, parse_redis_url
 from rtcsvc.startup import ListenerService, StartupError
 from rtcsvc.tls import CertificateError, ensure_certificate
 from rtcsvc.turn import IceConfig
-from rtcsvc.turn_tunnel import TurnTunnel
+from rtcsvc.turn_tunnel import TurnTunnels
 from rtcsvc.web import default_static_dir, make_redirect_site, make_site
 
 DEFAULT_HTTPS_PORT = 8443
@@ -321,7 +321,8 @@ def makeService(config, reactor=None):
     site = make_site(factory, metrics, Path(config["static"]), **timeouts,
                      max_per_client=config["max-connections-per-client"], proxies=proxies)
     shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"],
-                               turn_tunnel=_turn_tunnel(reactor, config["turn-backend"]))
+                               turn_tunnel=_turn_tunnel(reactor, config["turn-backend"],
+                                                        config["max-connections-per-client"]))
 
     top = service.MultiService()
     state_dir = Path(config["state-dir"])
@@ -340,7 +341,7 @@ def makeService(config, reactor=None):
     return top
 
 
-def _turn_tunnel(reactor, description):
+def _turn_tunnel(reactor, description, max_per_client):
     """What makes a TurnTunnel to ``--turn-backend description``, or None without one."""
     if description is None:
         return None
@@ -348,7 +349,7 @@ def _turn_tunnel(reactor, description):
         endpoint = clientFromString(reactor, description)
     except Exception as e:  # a malformed endpoint string
         raise StartupError(f"--turn-backend {description}: {e}") from None
-    return lambda: TurnTunnel(endpoint.connect, description)
+    return TurnTunnels(endpoint.connect, description, max_per_client)
 
 
 def _listener(reactor, description, factory, role, state_dir=None):

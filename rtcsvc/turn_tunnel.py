@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections import Counter
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+
+from rtcsvc.origin import client_key
 
 _log = Logger()
 
@@ -58,6 +61,34 @@ def proxy_v2_header(source, destination) -> bytes:
     return PROXY_V2_SIGNATURE + b"\x21" + family + struct.pack("!H", len(body)) + body
 
 
+class TurnTunnels:
+    """Makes the tunnels of one ``--turn-backend``, at most ``max_per_client`` open per client
+    (:func:`rtcsvc.origin.client_key`): each one holds a connection to coturn too."""
+
+    def __init__(self, connect_backend, backend_name: str, max_per_client: int):
+        self._connect_backend = connect_backend
+        self._backend_name = backend_name
+        self._max_per_client = max_per_client
+        self._open: Counter[str] = Counter()
+
+    def __call__(self, addr) -> "TurnTunnel":
+        client = client_key(getattr(addr, "host", "") or "")
+        admitted = self._open[client] < self._max_per_client
+        if admitted:
+            self._open[client] += 1
+        return TurnTunnel(self._connect_backend, self._backend_name,
+                          release=lambda: self._release(client) if admitted else None,
+                          admitted=admitted)
+
+    def _release(self, client):
+        self._open[client] -= 1
+        if self._open[client] <= 0:
+            del self._open[client]
+
+    def open_count(self) -> int:
+        return sum(self._open.values())
+
+
 class TurnTunnel(Protocol):
     """One caller's TURN connection, copied to and from coturn.
 
@@ -68,19 +99,28 @@ class TurnTunnel(Protocol):
 
     _backend = None
 
-    def __init__(self, connect_backend, backend_name: str):
+    def __init__(self, connect_backend, backend_name: str, release=lambda: None,
+                 admitted: bool = True):
         self._connect_backend = connect_backend
         self._backend_name = backend_name
+        self._release = release
+        self._admitted = admitted
         self._early: list[bytes] = []
         self._early_size = 0
         self._closed = False
 
     def connectionMade(self):
+        if not self._admitted:
+            self._closed = True
+            self.transport.abortConnection()  # over its client's cap: coturn never sees it
+            return
         self.transport.pauseProducing()
         d = self._connect_backend(_BackendFactory(self))
         d.addErrback(self._backend_failed)
 
     def dataReceived(self, data):
+        if not self._admitted:
+            return
         if self._backend is not None:
             self._backend.transport.write(data)
             return
@@ -92,6 +132,8 @@ class TurnTunnel(Protocol):
 
     def connectionLost(self, reason):
         self._closed = True
+        release, self._release = self._release, lambda: None
+        release()
         if self._backend is not None:
             self._backend.transport.loseConnection()
 

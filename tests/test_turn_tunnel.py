@@ -10,6 +10,8 @@ import struct
 
 import pytest
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -18,7 +20,7 @@ from rtcsvc.listener import SharedPortFactory
 from rtcsvc.turn_tunnel import (
     MAX_EARLY_BYTES,
     PROXY_V2_SIGNATURE,
-    TurnTunnel,
+    TurnTunnels,
     looks_like_stun,
     proxy_v2_header,
 )
@@ -98,11 +100,11 @@ class Site(Factory):
     protocol = Recorder
 
 
-def shared_port(backend):
+def shared_port(backend, max_per_client=10):
     signaling = Site()
     site = Site()
     factory = SharedPortFactory(site, signaling, MemoryReactorClock(), timeout=10,
-                                turn_tunnel=lambda: TurnTunnel(backend.connect, "coturn"))
+                                turn_tunnel=TurnTunnels(backend.connect, "coturn", max_per_client))
     return factory
 
 
@@ -179,3 +181,19 @@ def test_without_a_turn_backend_stun_bytes_go_to_the_site_like_any_other():
     caller, _ = connect_caller(factory)
     caller.dataReceived(STUN)
     assert caller._inner.received == STUN
+
+
+def test_tunnels_beyond_a_clients_cap_are_cut_before_coturn_hears_of_them():
+    backend = Backend()
+    factory = shared_port(backend, max_per_client=2)
+    callers = [connect_caller(factory) for _ in range(3)]
+    for caller, _ in callers:
+        caller.dataReceived(STUN)
+    assert len(backend.pending) == 2
+    assert callers[2][1].disconnected
+    assert factory.turn_tunnel.open_count() == 2
+    callers[0][0].connectionLost(Failure(ConnectionDone()))
+    assert factory.turn_tunnel.open_count() == 1
+    again, _ = connect_caller(factory)
+    again.dataReceived(STUN)
+    assert len(backend.pending) == 3
