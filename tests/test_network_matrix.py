@@ -1,0 +1,324 @@
+"""Calls connect through the networks corporate users sit behind: the network matrix.
+
+Each profile builds a small simulated internet in network namespaces (``tests/support/netns.py``):
+the real ``twistd rtcsvc`` on its own TLS listener and the real coturn running the shipped
+``deploy/coturn/turnserver.conf`` in a server namespace, two callers each behind a router of
+the profile's kind, headless Chromium inside each caller namespace trusting a throwaway CA. A
+profile passes when video flows both ways and both browsers' selected candidate pair is the
+kind the profile allows (host, relay over UDP, TCP or TLS), polled until it settles.
+
+Every profile also checks what rtcsvc itself may know (issue 14, item 5): its log never holds a
+caller's candidate address (only the documented ``client=`` of a join line), and the call-setup
+reports the browsers send carry no address at all.
+
+``layout`` is where TURN over TLS on 443 lives: ``second-address`` is deploy/README.md's layout
+behind Apache (coturn's TLS on 443 of a second address). Profiles that need 443 run per layout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from tests.support.browser import Participant, playwright_driver, room  # noqa: F401  (fixtures)
+from tests.support.netns import LAYOUTS, CallNetwork, Topology, leftover_namespaces
+from tests.support.service import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.netmatrix]
+
+#: How long a profile may take to reach its expected pair with video both ways.
+SETTLE_S = 30
+#: The negative control: a call that cannot connect must still not be connected after this.
+NEVER_CONNECTS_S = 20
+
+# Every RTCPeerConnection the app makes, kept for the test (its configuration untouched).
+RECORD_PEER_CONNECTIONS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__netmatrixPCs = [];
+  window.__netmatrixIceErrors = [];  // which ICE server failed and why: no addresses
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__netmatrixPCs.push(this);
+      this.addEventListener("icecandidateerror", (e) => window.__netmatrixIceErrors.push(
+        `${e.url} ${e.errorCode} ${e.errorText}`));
+    }
+  };
+})();
+"""
+
+# The selected pair of each live peer connection: candidate kinds only, never an address or port.
+SELECTED_PAIR_KINDS = """
+async () => {
+  const out = [];
+  for (const pc of window.__netmatrixPCs || []) {
+    if (pc.connectionState === "closed") continue;
+    const entry = {connection: pc.connectionState, ice: pc.iceConnectionState, pair: null};
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type !== "transport" || !s.selectedCandidatePairId) return;
+      const pair = stats.get(s.selectedCandidatePairId);
+      if (!pair) return;
+      const local = stats.get(pair.localCandidateId) || {};
+      const remote = stats.get(pair.remoteCandidateId) || {};
+      entry.pair = {
+        local: local.candidateType, relayProtocol: local.relayProtocol || null,
+        protocol: local.protocol, remote: remote.candidateType,
+        state: pair.state, bytesReceived: pair.bytesReceived, bytesSent: pair.bytesSent,
+      };
+    });
+    out.push(entry);
+  }
+  return out;
+}
+"""
+
+
+class StrictTLS:
+    """A browser whose new contexts check certificates: ``Participant`` accepts any by default,
+    and the matrix proves the CA the browser trusts is enough (the page and TURN over TLS)."""
+
+    def __init__(self, browser):
+        self._browser = browser
+
+    def new_context(self, **options):
+        options["ignore_https_errors"] = False
+        return self._browser.new_context(**options)
+
+
+# ---- what each profile expects of a selected pair -----------------------------------------------
+
+def host_pair(pair):
+    return pair["local"] == "host" and pair["remote"] == "host"
+
+
+def relay_over(protocol):
+    def check(pair):
+        return pair["local"] == "relay" and pair["relayProtocol"] == protocol
+    check.__name__ = f"relay_over_{protocol}"
+    return check
+
+
+def through_a_relay_over_udp(pair):
+    """Symmetric NAT on both sides: one side's relay is enough (relay <-> peer-reflexive)."""
+    if pair["local"] == "relay":
+        return pair["relayProtocol"] == "udp"
+    return pair["remote"] == "relay"
+
+
+PROFILES = {
+    # name: (caller kind, expected pair, telemetry path, layouts it runs with)
+    "open": ("open", host_pair, "direct", ["second-address"]),
+    "symmetric-nat": ("symmetric-nat", through_a_relay_over_udp, "relay", ["second-address"]),
+    "udp-blocked": ("udp-blocked", relay_over("tcp"), "relay", ["second-address"]),
+    "tcp443-only": ("tcp443-only", relay_over("tls"), "relay", list(LAYOUTS)),
+    "proxy": ("proxy", relay_over("tls"), "relay", list(LAYOUTS)),
+}
+
+
+def profile_params():
+    for name, (_, _, _, layouts) in PROFILES.items():
+        for layout in layouts:
+            yield pytest.param(name, layout, id=f"{name}-{layout}")
+
+
+# ---- fixtures -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def topology(tmp_path):
+    """Namespaces for one test; torn down by PID, then ``ip netns del``, pass or fail."""
+    topo = Topology(tmp_path / "net")
+    try:
+        yield topo
+    finally:
+        problems = topo.close()
+        assert not problems, problems
+        assert not [n for n in leftover_namespaces() if topo.run_id in n]
+
+
+class CallUnderTest:
+    """Two people on a call network: Alice and Bob, each with their own browser."""
+
+    def __init__(self, net: CallNetwork, playwright, room: str, kinds: tuple[str, str],
+                 proxy_credentials=None):
+        self.net = net
+        self.room = room
+        self.people = []
+        self.sent_frames: dict[str, list[str]] = {}
+        for label, kind in zip(("alice", "bob"), kinds):
+            caller = net.add_caller(label, kind, proxy_credentials=proxy_credentials)
+            browser = net.launch_browser(playwright, caller, proxy_credentials=proxy_credentials)
+            person = Participant(StrictTLS(browser), net.site_url, name=label.title())
+            person.page.add_init_script(RECORD_PEER_CONNECTIONS)
+            frames = self.sent_frames.setdefault(label, [])
+            person.page.on("websocket", lambda ws, frames=frames: ws.on(
+                "framesent", lambda payload: frames.append(payload)))
+            self.people.append(person)
+        self.alice, self.bob = self.people
+
+    def join(self):
+        for person in self.people:
+            try:
+                person.join(self.room)
+            except (AssertionError, TimeoutError) as e:
+                pytest.fail(self.explain(f"{person.name} could not join: {e}\n"
+                                         f"page console: {person.console[-15:]}"))
+
+    def pairs(self) -> dict[str, list]:
+        return {p.name: p.page.evaluate(SELECTED_PAIR_KINDS) for p in self.people}
+
+    def explain(self, what: str, pairs=None) -> str:
+        pairs = pairs if pairs is not None else self.safe_pairs()
+        errors = {}
+        for person in self.people:
+            try:
+                errors[person.name] = person.page.evaluate("window.__netmatrixIceErrors")
+            except Exception as e:  # the page or browser is gone
+                errors[person.name] = f"<unavailable: {e}>"
+        return (f"{what}\nselected pairs (kinds only): {json.dumps(pairs, indent=1)}\n"
+                f"ICE server errors: {json.dumps(errors, indent=1)}\n{self.net.diagnostics()}")
+
+    def safe_pairs(self):
+        try:
+            return self.pairs()
+        except Exception as e:  # a browser that died is itself the finding
+            return f"<unavailable: {e}>"
+
+    def wait_for_pairs(self, expected, timeout: float = SETTLE_S) -> dict:
+        """Poll until every person has one connected peer connection whose selected pair is
+        ``expected`` and moving bytes, twice in a row (an early sample can show a pair that is
+        about to be replaced)."""
+        deadline = time.monotonic() + timeout
+        agreed = 0
+        last = None
+        while time.monotonic() < deadline:
+            last = self.pairs()
+            ok = all(
+                len(entries) == 1 and entries[0]["connection"] == "connected"
+                and entries[0]["pair"] is not None and expected(entries[0]["pair"])
+                and entries[0]["pair"]["bytesReceived"] > 0
+                for entries in last.values()
+            )
+            agreed = agreed + 1 if ok else 0
+            if agreed >= 2:
+                return last
+            time.sleep(0.5)
+        pytest.fail(self.explain(f"no settled {expected.__name__} pair within {timeout} s", last))
+
+    def reports(self, label: str) -> list[dict]:
+        """The call-setup telemetry (``report`` messages) this person's app sent to rtcsvc."""
+        out = []
+        for payload in self.sent_frames[label]:
+            try:
+                message = json.loads(payload)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(message, dict) and message.get("type") == "report":
+                out.append(message)
+        return out
+
+
+@pytest.fixture
+def call(topology, playwright_driver, room):  # noqa: F811
+    """``call(layout, kinds, stun_only=False, proxy_credentials=None)`` -> a CallUnderTest."""
+    def make(layout: str, kinds, *, stun_only=False, proxy_credentials=None):
+        net = CallNetwork(topology, LAYOUTS[layout](), stun_only=stun_only)
+        return CallUnderTest(net, playwright_driver, room, kinds, proxy_credentials)
+    return make
+
+
+# ---- item 5: what rtcsvc may know ------------------------------------------------------------
+
+IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+
+
+def assert_no_candidate_addresses(call: CallUnderTest) -> None:
+    """rtcsvc's log holds no address but the ones its own sockets saw (a caller's public address
+    in access and join lines, its own), no SDP and no candidate line; the browsers' call-setup
+    reports hold no address at all. A caller's LAN address reaches rtcsvc only inside ICE
+    candidates, so it showing up anywhere means a candidate was logged."""
+    seen_by_sockets = {"127.0.0.1", "0.0.0.0", *call.net.layout.host_map.values()}
+    for caller in call.net.callers:
+        seen_by_sockets.add(caller.wan_address)
+        if caller.kind == "open":
+            seen_by_sockets.add(caller.address)
+    for line in call.net.rtcsvc_log.read_text(errors="replace").splitlines():
+        leaked = [a for a in IPV4.findall(line) if a not in seen_by_sockets]
+        assert not leaked, f"rtcsvc logged an address no socket of its own saw: {line}"
+        assert not re.search(r"candidate|a=fingerprint|ufrag|typ (host|srflx|relay)", line), line
+    for person in ("alice", "bob"):
+        for report in call.reports(person):
+            assert not IPV4.search(json.dumps(report)), report
+
+
+# ---- the profiles ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile, layout", list(profile_params()))
+def test_call_connects_with_the_expected_candidate_pair(call, profile, layout):
+    """Both callers behind ``profile``: video both ways over the pair that profile allows."""
+    kind, expected, path, _ = PROFILES[profile]
+    c = call(layout, (kind, kind))
+    c.join()
+    try:
+        c.alice.wait_connected_to(1, timeout=SETTLE_S * 1000)
+        c.bob.wait_connected_to(1, timeout=SETTLE_S * 1000)
+        c.alice.wait_media_flowing(c.bob.id)
+        c.bob.wait_media_flowing(c.alice.id)
+    except TimeoutError as e:
+        pytest.fail(c.explain(f"call did not connect: {e}"))
+    c.wait_for_pairs(expected)
+    # The app's own telemetry agrees on the kind of path (direct / relay).
+    for person in ("alice", "bob"):
+        connected = [r["data"] for r in c.reports(person) if r["data"].get("outcome") == "connected"]
+        assert connected and connected[-1]["path"] == path, c.reports(person)
+    assert_no_candidate_addresses(c)
+    if kind == "proxy":
+        assert_relayed_through_the_proxy(c, c.net.layout.turn443_name)
+
+
+def assert_relayed_through_the_proxy(c: CallUnderTest, turn443_name: str) -> None:
+    """squid tunnelled TURN over TLS to 443 by name, and refused CONNECT to TURN's other ports.
+
+    squid logs a tunnel when it closes, so the people hang up first. (The page's own tunnel
+    may stay open in Chromium's connection pool; that the page loaded at all proves it: the
+    router forwards nothing.)"""
+    for person in c.people:
+        person.close()
+    for caller in c.net.callers:
+        wanted = f"TCP_TUNNEL/200 CONNECT {turn443_name}:443"
+        try:
+            wait_for(lambda: wanted in caller.proxy.tunnels(), 10, f"{wanted} in squid's log")
+        except TimeoutError:
+            pytest.fail(c.explain(f"{caller.label}: no {wanted}"))
+        tunnels = caller.proxy.tunnels()
+        refused = {t for t in tunnels if not t.endswith(":443")}
+        assert refused and all(t.startswith("TCP_DENIED/403") for t in refused), tunnels
+
+
+def test_stun_only_behind_symmetric_nat_never_connects(call):
+    """The negative control: without TURN, two symmetric NATs leave no path; the call must not
+    report connected (nor pass media) within ``NEVER_CONNECTS_S`` seconds of ICE starting."""
+    c = call("second-address", ("symmetric-nat", "symmetric-nat"), stun_only=True)
+    c.join()
+    c.alice.wait("() => window.rtcsvc.state.peers.length === 1", what="Bob in Alice's list")
+    # ICE has started on both sides (candidates exchanged, checks running).
+    deadline = time.monotonic() + 15
+    while not all(e and e[0]["ice"] in ("checking", "failed", "disconnected")
+                  for e in c.pairs().values()):
+        assert time.monotonic() < deadline, c.explain("ICE never started")
+        time.sleep(0.2)
+    until = time.monotonic() + NEVER_CONNECTS_S
+    while time.monotonic() < until:
+        for name, entries in c.pairs().items():
+            for entry in entries:
+                assert entry["connection"] != "connected", c.explain(f"{name} connected")
+                assert entry["pair"] is None or not entry["pair"]["bytesReceived"], \
+                    c.explain(f"{name} received media")
+        time.sleep(0.5)
+    for person in c.people:
+        assert all(p["connectionState"] != "connected" for p in person.state["peers"])
+    assert_no_candidate_addresses(c)
