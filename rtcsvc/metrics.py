@@ -52,6 +52,11 @@ class Metrics:
             "rtcsvc_handshakes_refused", "WebSocket handshakes refused, by reason.", ["reason"],
             registry=self.registry,
         )
+        self.turn_mints_refused = Counter(
+            "rtcsvc_turn_mints_refused",
+            "Joins welcomed without TURN credentials: the client was over --turn-mint-rate.",
+            registry=self.registry,
+        )
         self.setup_seconds = Histogram(
             "rtcsvc_call_setup_seconds",
             "Time from join to a connected peer connection, as reported by clients.",

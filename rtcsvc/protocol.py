@@ -32,6 +32,7 @@ from rtcsvc.hub import IPeerConnection, IResumingHub, RoomFull, Unavailable, Unk
 from rtcsvc.invite import room_token_valid
 from rtcsvc.origin import client_key
 from rtcsvc.ratelimit import ClientBuckets, TokenBucket
+from rtcsvc.turn import TurnMinter
 
 ROOM_PATH = re.compile(r"/ws/([A-Za-z0-9_-]{1,64})\Z")
 
@@ -218,12 +219,16 @@ class SignalingProtocol(WebSocketServerProtocol):
             return
         factory = self.factory
         self._member = member = result.member
-        ice = factory.ice.ice_servers(member.id, factory.clock.seconds())
+        now = factory.clock.seconds()
+        with_turn = factory.ice.has_turn and factory.turn_minter.may_mint(self._client_key, now)
+        if factory.ice.has_turn and not with_turn:
+            factory.metrics.turn_mints_refused.inc()
+        ice = factory.ice.ice_servers(member.id, now, with_turn)
         self.send(messages.welcome(member.id, self._room, result.peers, ice, result.token,
                                    factory.hub.max_peers, result.resumed))
         for payload in result.backlog:
             self.send(payload)
-        if factory.ice.has_turn:
+        if with_turn:
             self._refresh = factory.clock.callLater(factory.ice.refresh_interval,
                                                     self._refresh_ice)
         # The event word is part of the format, not a field: one field fewer to format.
@@ -516,7 +521,7 @@ class SignalingFactory(WebSocketServerFactory):
     protocol = SignalingProtocol
 
     def __init__(self, hub, *, clock, ice, origins, proxies, metrics, limits=Limits(),
-                 log_sessions: bool = True):
+                 log_sessions: bool = True, turn_minter: TurnMinter | None = None):
         # server=None: no "Server: AutobahnPython/x.y" banner in the handshake response.
         super().__init__(server=None, reactor=clock)
         self.hub = hub
@@ -527,6 +532,8 @@ class SignalingFactory(WebSocketServerFactory):
         self.metrics = metrics
         self.limits = limits
         self.log_sessions = log_sessions
+        #: How many new TURN credentials each client may be handed (--turn-mint-rate).
+        self.turn_minter = turn_minter or TurnMinter()
         self.connections: set[SignalingProtocol] = set()
         self.admitted = 0  # handshakes accepted and not yet closed
         self.per_client: Counter[str] = Counter()  # by client_key()

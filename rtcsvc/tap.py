@@ -25,7 +25,7 @@ from rtcsvc.protocol import Limits, SignalingFactory
 from rtcsvc.redis_hub import RedisHub, RedisHubService, parse_redis_url
 from rtcsvc.startup import ListenerService, StartupError
 from rtcsvc.tls import CertificateError, ensure_certificate
-from rtcsvc.turn import IceConfig
+from rtcsvc.turn import DEFAULT_MINTS_PER_HOUR, DEFAULT_TTL, IceConfig, TurnMinter
 from rtcsvc.turn_tunnel import TurnTunnels
 from rtcsvc.web import default_static_dir, make_redirect_site, make_site
 
@@ -94,8 +94,15 @@ docs/protocol.md; threats and limits are docs/reliability.md.
          "e.g. tcp:127.0.0.1:3479 for coturn's tcp-proxy-port=3479 on loopback. rtcsvc ends "
          "TLS and passes them on with a PROXY protocol v2 header carrying the caller's "
          "address. Without it, TURN goes to coturn's own ports only."],
-        ["turn-ttl", None, 86400, "Lifetime of minted TURN credentials, in seconds.",
+        ["turn-ttl", None, DEFAULT_TTL,
+         "Lifetime of minted TURN credentials, in seconds. Live sockets are sent fresh ones "
+         "before they expire, so calls outlast it; a leaked one dies with it.",
          _bounded("turn-ttl", int, 60, 7 * 86400)],
+        ["turn-mint-rate", None, DEFAULT_MINTS_PER_HOUR,
+         "New TURN credentials a client address (its /64 for IPv6) may be handed per hour, "
+         "as many at once; past it a join is welcomed with STUN only. Each credential opens "
+         "coturn allocations up to its user-quota. 0: no limit.",
+         _bounded("turn-mint-rate", float, 0)],
         ["max-peers", None, 6, "Room capacity: members per room (mesh calls).",
          _bounded("max-peers", int, 2, 64)],
         ["max-message-size", None, 65536,
@@ -303,6 +310,7 @@ def makeService(config, reactor=None):
         proxies=proxies,
         metrics=metrics,
         log_sessions=not config["no-session-log"],
+        turn_minter=TurnMinter(config["turn-mint-rate"]),
         limits=Limits(
             max_message_size=config["max-message-size"],
             rate=config["rate-limit"],

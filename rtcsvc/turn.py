@@ -4,6 +4,12 @@ coturn's ``use-auth-secret`` mode (the "TURN REST API") shares one secret with u
 any username of the form ``<unix expiry>:<anything>`` whose password is
 base64(HMAC-SHA1(secret, username)). Minting them here means no user database to keep in sync,
 and a leaked credential dies on its own at the expiry time.
+
+Anyone who can open a signaling socket gets a credential, and each one lets its holder make
+coturn allocations up to coturn's per-user quota, so both the lifetime (two hours by default;
+live sockets get fresh ones before that) and how many a client may be handed are bounded:
+:class:`TurnMinter` meters new credentials per client address. A client over its budget still
+joins, with the STUN servers only; a live socket's refreshes are never refused.
 """
 
 from __future__ import annotations
@@ -12,6 +18,13 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
+
+from rtcsvc.ratelimit import ClientBuckets
+
+#: Default lifetime of a minted credential: short enough that a leaked one soon dies.
+DEFAULT_TTL = 7200
+#: Default credentials a client address may be handed per hour (burst of the same size).
+DEFAULT_MINTS_PER_HOUR = 60
 
 
 def mint_turn_credentials(secret: bytes, peer_id: str, now: float, ttl: int) -> tuple[str, str]:
@@ -28,16 +41,17 @@ class IceConfig:
     ice_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_secret: bytes | None = None
-    turn_ttl: int = 86400
+    turn_ttl: int = DEFAULT_TTL
 
     @property
     def has_turn(self) -> bool:
         return bool(self.turn_urls) and self.turn_secret is not None
 
-    def ice_servers(self, peer_id: str, now: float) -> list[dict]:
-        """The RTCIceServer dictionaries for one peer, TURN entries with fresh credentials."""
+    def ice_servers(self, peer_id: str, now: float, with_turn: bool = True) -> list[dict]:
+        """The RTCIceServer dictionaries for one peer, TURN entries with fresh credentials
+        (unless ``with_turn`` is false: the client is over its minting budget)."""
         servers = [{"urls": list(self.ice_urls)}] if self.ice_urls else []
-        if self.has_turn:
+        if self.has_turn and with_turn:
             username, credential = mint_turn_credentials(
                 self.turn_secret, peer_id, now, self.turn_ttl
             )
@@ -50,3 +64,14 @@ class IceConfig:
     def refresh_interval(self) -> float:
         """Resend credentials at 80 % of their lifetime so a client never holds expired ones."""
         return self.turn_ttl * 0.8
+
+
+class TurnMinter:
+    """How many new TURN credentials each client address may be handed: ``per_hour`` on
+    average, as many at once. ``per_hour`` 0 means no limit."""
+
+    def __init__(self, per_hour: float = DEFAULT_MINTS_PER_HOUR):
+        self._buckets = ClientBuckets(per_hour / 3600, per_hour) if per_hour > 0 else None
+
+    def may_mint(self, client: str, now: float) -> bool:
+        return self._buckets is None or self._buckets.take(client, now)

@@ -178,15 +178,16 @@ class MemoryServer:
     """The real signaling factory and hub on a fake clock; ``connect`` opens a socket."""
 
     def __init__(self, *, hub=None, proxies=(), origins=(), limits: Limits | None = None,
-                 **limit_fields):
+                 ice: IceConfig | None = None, turn_minter=None, **limit_fields):
         self.clock = Clock()
         self.clock.advance(1_000_000)  # a plausible "now" for invite expiries
         self.hub = hub if hub is not None else Hub(self.clock, max_peers=6, resume_grace=30.0)
         self.metrics = Metrics()
         self.factory = SignalingFactory(
-            self.hub, clock=self.clock, ice=IceConfig((), (), None, 86400),
+            self.hub, clock=self.clock, ice=ice or IceConfig((), (), None, 86400),
             origins=OriginPolicy(origins), proxies=TrustedProxies(proxies),
-            metrics=self.metrics, limits=limits or Limits(**limit_fields))
+            metrics=self.metrics, limits=limits or Limits(**limit_fields),
+            turn_minter=turn_minter)
 
     def connect(self, room: str = "room", *, address: str = "127.0.0.1",
                 query: dict | str | None = None, headers: dict | None = None,
