@@ -45,7 +45,7 @@ from tests.support.service import RtcsvcProcess, free_port  # noqa: E402
 BALANCER_MODULES = MODULES + ("slotmem_shm", "proxy_balancer", "lbmethod_bybusyness",
                               "lbmethod_byrequests")
 SETUPS = ("mem-1", "mem-1-lb", "redis-1", "redis-2")
-SERVER_ARGS = ["--rate-limit", "0", "--trusted-proxy", "127.0.0.1"]
+SERVER_ARGS = ["--rate-limit", "0", "--handshake-rate", "0", "--trusted-proxy", "127.0.0.1"]
 
 
 def cpu_seconds(pid: int) -> float:
