@@ -98,6 +98,8 @@ def test_every_screen_of_a_call_is_shown_and_legible(rtcsvc, browser, people, tm
         card = box(page.locator(".lobby-card"))
         assert inside(card, {"x": 0, "y": 0, **viewport}), card
     audit(page, f"lobby ({device})")
+    # The picture without the "copied" toast over the heading.
+    expect(page.get_by_role("status").locator(".toast")).to_have_count(0, timeout=15_000)
     page.evaluate("window.scrollTo(0, 0)")
     ada.shot(shots, f"lobby-{device}.png", full_page=True)
 
