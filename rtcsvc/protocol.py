@@ -47,6 +47,10 @@ CLOSE_NOT_INVITED = 4003
 #: Close codes with which a client says "I am leaving" rather than "my network broke"; None is
 #: a close frame without a code, which is what a browser's ``ws.close()`` sends.
 LEAVING = frozenset({1000, 1001, None})
+#: Reports counted per client address (its /64): a few a second on average, a minute's worth at
+#: once, so an office behind one address is counted and one client cannot fake the metrics.
+REPORTS_PER_CLIENT_RATE = 2.0
+REPORTS_PER_CLIENT_BURST = 120
 #: More reports than this from one connection are ignored: a mesh of six needs five.
 MAX_REPORTS = 32
 
@@ -316,8 +320,10 @@ class SignalingProtocol(WebSocketServerProtocol):
                 self._error("unknown-peer", "No such peer in this room.")
         else:
             self._reports += 1
-            if self._reports <= MAX_REPORTS:
-                self.factory.metrics.record_report(message)
+            factory = self.factory
+            if self._reports <= MAX_REPORTS and factory.reports.take(self._client_key,
+                                                                     factory.clock.seconds()):
+                factory.metrics.record_report(message)
 
     def _max_message_size_exceeded(self, msg_size, max_msg_size, reason):
         # Autobahn's hook for an over-long frame, called from the frame *header*: nothing of
@@ -534,6 +540,8 @@ class SignalingFactory(WebSocketServerFactory):
         self.log_sessions = log_sessions
         #: How many new TURN credentials each client may be handed (--turn-mint-rate).
         self.turn_minter = turn_minter or TurnMinter()
+        #: Call-setup reports taken per client, however many sockets it opens.
+        self.reports = ClientBuckets(REPORTS_PER_CLIENT_RATE, REPORTS_PER_CLIENT_BURST)
         self.connections: set[SignalingProtocol] = set()
         self.admitted = 0  # handshakes accepted and not yet closed
         self.per_client: Counter[str] = Counter()  # by client_key()

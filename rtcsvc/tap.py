@@ -27,7 +27,7 @@ from rtcsvc.startup import ListenerService, StartupError
 from rtcsvc.tls import CertificateError, ensure_certificate
 from rtcsvc.turn import DEFAULT_MINTS_PER_HOUR, DEFAULT_TTL, IceConfig, TurnMinter
 from rtcsvc.turn_tunnel import TurnTunnels
-from rtcsvc.web import default_static_dir, make_redirect_site, make_site
+from rtcsvc.web import LOOPBACK, default_static_dir, make_redirect_site, make_site
 
 DEFAULT_HTTPS_PORT = 8443
 DEFAULT_HTTP_PORT = 8080
@@ -180,6 +180,7 @@ docs/protocol.md; threats and limits are docs/reliability.md.
         self["turn-url"] = []
         self["allowed-origin"] = []
         self["trusted-proxy"] = []
+        self["metrics-allow"] = []
 
     def opt_version(self):
         """Print rtcsvc's version and exit."""
@@ -211,6 +212,17 @@ docs/protocol.md; threats and limits are docs/reliability.md.
         except ValueError as e:
             raise usage.UsageError(f"--allowed-origin: {e}") from None
         self["allowed-origin"].append(origin)
+
+    def opt_metrics_allow(self, address):
+        """Let this address or network read /metrics and the counts in /healthz (repeatable),
+        e.g. 192.0.2.5 for a Prometheus on another host. Default: this host only (127.0.0.0/8
+        and ::1). Others get 403 from /metrics and only the status from /healthz."""
+        try:
+            self["metrics-allow"].append(TrustedProxies.parse(address))
+        except ValueError:
+            raise usage.UsageError(
+                f"--metrics-allow must be an IP address or network, not {address!r}"
+            ) from None
 
     def opt_trusted_proxy(self, address):
         """Believe X-Forwarded-For/-Proto/-Host from this proxy address or network
@@ -327,7 +339,8 @@ def makeService(config, reactor=None):
     metrics.watch(hub, lambda: len(factory.connections))
     timeouts = dict(idle=config["idle-timeout"], request=config["handshake-timeout"])
     site = make_site(factory, metrics, Path(config["static"]), **timeouts,
-                     max_per_client=config["max-connections-per-client"], proxies=proxies)
+                     max_per_client=config["max-connections-per-client"], proxies=proxies,
+                     metrics_allow=tuple(config["metrics-allow"]) or LOOPBACK)
     shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"],
                                turn_tunnel=_turn_tunnel(reactor, config["turn-backend"],
                                                         config["max-connections-per-client"]))

@@ -10,6 +10,7 @@ set-up is a separate tiny site.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sysconfig
 from collections import Counter
@@ -21,7 +22,7 @@ from prometheus_client.twisted import MetricsResource
 from twisted.logger import Logger
 from twisted.web import http, pages, resource, server, static
 
-from rtcsvc.origin import client_key
+from rtcsvc.origin import TrustedProxies, client_key
 
 ROOM_NAME = re.compile(rb"[A-Za-z0-9_-]{1,64}\Z")
 
@@ -121,24 +122,70 @@ class RoomPage(resource.Resource):
 
 
 class Health(resource.Resource):
+    """``/healthz``: up or not for anyone (load balancers, uptime checks); the counts of
+    rooms, peers and connections only for the clients allowed to read the metrics."""
+
     isLeaf = True
 
-    def __init__(self, hub, connections_open):
+    def __init__(self, hub, connections_open, may_read_metrics=lambda request: True):
         super().__init__()
         self._hub = hub
         self._connections_open = connections_open
+        self._may_read_metrics = may_read_metrics
 
     def render_GET(self, request):
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         if not self._hub.available:
             request.setResponseCode(503)
-        return orjson.dumps({
-            "status": "ok" if self._hub.available else "unavailable",
-            "rooms": self._hub.room_count,
-            "peers": self._hub.peer_count,
-            "connections": self._connections_open(),
-        })
+        status = {"status": "ok" if self._hub.available else "unavailable"}
+        if self._may_read_metrics(request):
+            status.update(rooms=self._hub.room_count, peers=self._hub.peer_count,
+                          connections=self._connections_open())
+        return orjson.dumps(status)
+
+
+class Restricted(resource.Resource):
+    """Serves ``inner`` to the clients ``allowed(request)`` admits, 403 to anyone else."""
+
+    isLeaf = True
+
+    def __init__(self, inner, allowed):
+        super().__init__()
+        self._inner = inner
+        self._allowed = allowed
+
+    def render(self, request):
+        if not self._allowed(request):
+            request.setResponseCode(403)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"Metrics are readable from the addresses in --metrics-allow only.\n"
+        return self._inner.render(request)
+
+
+class MetricsReaders:
+    """Who may read ``/metrics`` and the counts in ``/healthz``: the ``--metrics-allow``
+    networks (loopback by default), judged by the real client (behind a trusted proxy, the
+    forwarded one), so a public proxy in front does not open them to everyone."""
+
+    def __init__(self, networks, proxies):
+        self._networks = tuple(networks)
+        self._proxies = proxies
+
+    def __call__(self, request) -> bool:
+        peer = getattr(request.getClientAddress(), "host", "")
+        client = self._proxies.view(peer, False, request.getHeader).client
+        try:
+            ip = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self._networks)
+
+
+#: ``--metrics-allow``'s default: this host only.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 class SignalingEndpoint(WebSocketResource):
@@ -296,13 +343,14 @@ class GuardedSite(server.Site):
 
 def make_site(factory, metrics, static_dir: Path, idle: float = 60,
               request: float = 10, max_per_client: int | None = None,
-              proxies=None) -> server.Site:
+              proxies=None, metrics_allow=LOOPBACK) -> server.Site:
     """The one site that serves the app, ``/ws/<room>``, ``/healthz`` and ``/metrics``."""
+    readers = MetricsReaders(metrics_allow, proxies if proxies is not None else TrustedProxies())
     files = StaticFiles(str(static_dir))
     files.putChild(b"ws", SignalingEndpoint(factory))
     files.putChild(b"r", RoomPage(static_dir / "index.html"))
-    files.putChild(b"healthz", Health(factory.hub, lambda: len(factory.connections)))
-    files.putChild(b"metrics", MetricsResource(registry=metrics.registry))
+    files.putChild(b"healthz", Health(factory.hub, lambda: len(factory.connections), readers))
+    files.putChild(b"metrics", Restricted(MetricsResource(registry=metrics.registry), readers))
     # HSTS is set by whoever ends TLS, and only there, so a response carries it once. On
     # rtcsvc's own TLS listeners that is rtcsvc. Behind a proxy it is the proxy (the shipped
     # Apache site sets it), not rtcsvc from the forwarded scheme: the proxy also answers when

@@ -177,3 +177,57 @@ def test_a_connection_handed_to_the_websocket_protocol_leaves_the_cap_and_the_li
     assert not transport.disconnected
     _, second = open_from(site, client)
     assert not second.disconnecting
+
+
+# ---- /metrics and /healthz: counts for the --metrics-allow networks only ----
+
+import orjson  # noqa: E402
+from twisted.web import resource  # noqa: E402
+
+from rtcsvc.web import LOOPBACK, Health, MetricsReaders, Restricted  # noqa: E402
+
+
+class FakeHub:
+    available, room_count, peer_count = True, 3, 7
+
+
+def request_from(host: str, forwarded_for: str | None = None):
+    request = DummyRequest([])
+    request.client = IPv4Address("TCP", host, 40000)
+    if forwarded_for:
+        request.requestHeaders.setRawHeaders(b"x-forwarded-for", [forwarded_for.encode()])
+    return request
+
+
+class Secret(resource.Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return b"rtcsvc_rooms 3"
+
+
+def test_metrics_are_served_to_loopback_by_default_and_refused_to_anyone_else():
+    metrics = Restricted(Secret(), MetricsReaders(LOOPBACK, TrustedProxies()))
+    assert metrics.render(request_from("127.0.0.1")) == b"rtcsvc_rooms 3"
+    outsider = request_from("198.51.100.7")
+    assert b"--metrics-allow" in metrics.render(outsider) and outsider.responseCode == 403
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_judged_not_the_proxy():
+    readers = MetricsReaders(LOOPBACK, TrustedProxies([TrustedProxies.parse("127.0.0.1")]))
+    metrics = Restricted(Secret(), readers)
+    through_proxy = request_from("127.0.0.1", forwarded_for="198.51.100.7")
+    metrics.render(through_proxy)
+    assert through_proxy.responseCode == 403
+
+
+def test_an_allowed_network_reads_the_metrics():
+    readers = MetricsReaders((TrustedProxies.parse("192.0.2.0/24"),), TrustedProxies())
+    assert Restricted(Secret(), readers).render(request_from("192.0.2.5")) == b"rtcsvc_rooms 3"
+
+
+def test_healthz_tells_everyone_the_status_and_only_metrics_readers_the_counts():
+    health = Health(FakeHub(), lambda: 11, MetricsReaders(LOOPBACK, TrustedProxies()))
+    assert orjson.loads(health.render_GET(request_from("198.51.100.7"))) == {"status": "ok"}
+    assert orjson.loads(health.render_GET(request_from("127.0.0.1"))) == {
+        "status": "ok", "rooms": 3, "peers": 7, "connections": 11}

@@ -1,4 +1,4 @@
-"""TURN credentials: short-lived, and metered per client (``rtcsvc.turn``, then in memory).
+"""What one client may take: TURN credentials (short-lived, metered) and call-setup reports.
 
 Every anonymous join used to get a credential valid for a day; about a hundred joins used up
 coturn's total quota. Now a credential lives two hours by default (live sockets get fresh ones),
@@ -57,3 +57,27 @@ def test_a_live_socket_still_gets_fresh_credentials_before_they_expire():
     [refresh] = [m for m in client.new_messages() if m["type"] == "ice-servers"]
     [entry] = turn_entries(refresh)
     assert entry["username"] != first
+
+
+# ---- call-setup reports are counted per client, however many sockets it opens ----
+
+from rtcsvc.protocol import MAX_REPORTS, REPORTS_PER_CLIENT_BURST  # noqa: E402
+
+
+def counted_setups(srv) -> float:
+    return srv.metrics.registry.get_sample_value("rtcsvc_call_setups_total",
+                                                 {"path": "direct"}) or 0
+
+
+def test_one_client_cannot_fill_the_metrics_with_fake_reports_through_many_sockets():
+    srv = MemoryServer(rate=0, handshake_rate=0)
+    report = {"type": "report", "data": {"outcome": "connected", "setupMs": 5, "path": "direct"}}
+    sockets = REPORTS_PER_CLIENT_BURST // MAX_REPORTS + 3
+    for i in range(sockets):
+        client, _ = srv.join(f"room{i}", address="198.51.100.7")
+        for _ in range(MAX_REPORTS):
+            client.send_json(report)
+    assert counted_setups(srv) == REPORTS_PER_CLIENT_BURST
+    honest, _ = srv.join("elsewhere", address="198.51.100.8")
+    honest.send_json(report)
+    assert counted_setups(srv) == REPORTS_PER_CLIENT_BURST + 1
