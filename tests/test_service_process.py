@@ -168,17 +168,22 @@ def test_a_bad_option_stops_twistd_with_one_line_and_no_traceback(tmp_path):
     assert "Traceback" not in output
 
 
-def test_twistd_help_documents_every_option():
+def every_option() -> list[str]:
+    from rtcsvc.tap import Options
+
+    names = [p[0] for p in Options.optParameters] + [f[0] for f in Options.optFlags]
+    names += [m[4:].replace("_", "-") for m in dir(Options) if m.startswith("opt_")]
+    return sorted(set(names) - {"help", "version"})
+
+
+def test_twistd_help_and_the_readme_document_every_option():
     result = subprocess.run([str(TWISTD), "rtcsvc", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
-    for option in ("--listen", "--state-dir", "--static", "--ice-server", "--turn-url",
-                   "--turn-secret-file", "--turn-ttl", "--allowed-origin", "--trusted-proxy",
-                   "--max-peers", "--max-message-size", "--resume-grace", "--rate-limit",
-                   "--rate-burst", "--max-connections", "--max-connections-per-client",
-                   "--max-send-buffer", "--ping-interval", "--ping-timeout",
-                   "--handshake-timeout", "--idle-timeout", "--room-secret-file", "--redis",
-                   "--no-session-log"):
-        assert option in result.stdout, option
+    readme = (ROOT / "README.md").read_text()
+    assert len(every_option()) > 20
+    for option in every_option():
+        assert f"--{option}" in result.stdout, option
+        assert f"`--{option}" in readme, f"--{option} is not in README's options table"
 
 
 def test_the_log_never_holds_sdp_candidates_resume_tokens_or_turn_secrets(rtcsvc, tmp_path):
