@@ -34,8 +34,9 @@ pytestmark = pytest.mark.slow
 
 #: docs/client.md: an ICE restart begins within this many seconds of the relay dying ...
 NOTICE_BOUND_S = 7.0
-#: ... and both sides are connected again, on the new relay, with media flowing, within this.
-RECOVERY_BOUND_S = 12.0
+#: ... and both sides are connected again, on the new relay, with media flowing, within this
+#: (the relay being back before the first restart: SIGKILL then an immediate restart).
+RECOVERY_BOUND_S = 15.0
 #: How long the test keeps watching, to report the real times when a bound is missed.
 WATCH_S = 60.0
 
@@ -48,6 +49,10 @@ async () => {
   if (!pc || !pc.localDescription) return null;
   const ufrag = (pc.localDescription.sdp.match(/^a=ice-ufrag:(\\S+)/m) || [])[1] || null;
   if (window.__iceUfragBefore === undefined) window.__iceUfragBefore = ufrag;
+  if (ufrag !== window.__iceUfragSeen) {
+    window.__iceUfragSeen = ufrag;
+    window.__iceGenerations = (window.__iceGenerations || 0) + 1;
+  }
   let pairBytes = null;
   const stats = await pc.getStats();
   stats.forEach((s) => {
@@ -57,7 +62,7 @@ async () => {
     }
   });
   return { restarted: ufrag !== window.__iceUfragBefore, connectionState: pc.connectionState,
-           pairBytes };
+           pairBytes, generations: window.__iceGenerations };
 }
 """
 
@@ -77,8 +82,10 @@ def test_a_call_whose_relay_dies_restarts_ice_and_flows_again_within_the_bound(
             assert person.page.evaluate(ICE_PROGRESS)["restarted"] is False
 
         killed = time.monotonic()
-        coturn.stop()  # every allocation is gone with it
+        coturn.process.kill()  # the relay dies (SIGKILL, at once); every allocation with it
+        coturn.process.wait(timeout=10)
         coturn = CoturnProcess.start(tmp_path / "coturn2", secret, port=coturn.port)
+        revived = time.monotonic() - killed  # a relay answers again on the same port
 
         noticed = None  # seconds from the kill to the first new ICE credentials on either side
         recovered = None  # ... to both restarted, connected, and receiving on the new pair
@@ -99,14 +106,18 @@ def test_a_call_whose_relay_dies_restarts_ice_and_flows_again_within_the_bound(
                     break
             time.sleep(0.1)
 
-        print(f"ICE restart began after {noticed} s, media flowed again after {recovered} s")
         states = {person.name: person.state["peers"] for person in people_}
+        print(f"relay back after {revived:.1f} s, ICE restart began after {noticed} s, "
+              f"media flowed again after {recovered} s; restarts started: "
+              f"{[(name, [p.get('restarts') for p in peers]) for name, peers in states.items()]}, "
+              f"ICE generations seen: {[(name, p and p['generations']) for name, p in last.items()]}")
         assert noticed is not None, f"no ICE restart within {WATCH_S} s of the relay dying: {states}"
         assert recovered is not None, f"no recovery within {WATCH_S} s: {last} {states}"
         assert noticed <= NOTICE_BOUND_S, (
             f"the ICE restart began {noticed:.1f} s after the relay died (bound {NOTICE_BOUND_S} s)")
         assert recovered <= RECOVERY_BOUND_S, (
-            f"media flowed again {recovered:.1f} s after the relay died (bound {RECOVERY_BOUND_S} s)")
+            f"media flowed again {recovered:.1f} s after the relay died (bound {RECOVERY_BOUND_S} s; "
+            f"the relay was back after {revived:.1f} s)")
 
         alice.wait_media_flowing(bob.id, timeout=30_000)
         bob.wait_media_flowing(alice.id, timeout=30_000)
