@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import grp
 import hashlib
 import hmac
@@ -16,8 +17,10 @@ import json
 import os
 import re
 import secrets
+import socket
 import ssl
 import stat
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -267,12 +270,14 @@ def coturn_group() -> str:
     return grp.getgrgid(os.getegid()).gr_name
 
 
-def production_config(tmp_path: Path, secret: str) -> tuple[Path, dict]:
+def production_config(tmp_path: Path, secret: str, ipv6: bool = False) -> tuple[Path, dict]:
     """The shipped production turnserver.conf, made to run here by mechanical substitution.
 
     Placeholders become loopback values; the ports become free ones; logging goes to a file.
     The certificate is a throwaway one, put where coturn reads it by the shipped certbot deploy
-    hook. Everything else (auth, TLS policy, denied peers...) is as shipped.
+    hook. Everything else (auth, TLS policy, denied peers, limits...) is as shipped. ``ipv6``:
+    listen (and so relay) on ::1 as well, as a dual-stack host listens on its public IPv6
+    address.
     """
     lineage = issue_certificate(tmp_path / "live" / "turn.example.com")
     tls_dir = tmp_path / "coturn-tls"
@@ -283,7 +288,8 @@ def production_config(tmp_path: Path, secret: str) -> tuple[Path, dict]:
     low, high = free_relay_range()
     text = (DEPLOY_COTURN / "turnserver.conf").read_text()
     replacements = {
-        r"(?m)^listening-ip=203\.0\.113\.10$": "listening-ip=127.0.0.1",
+        r"(?m)^listening-ip=203\.0\.113\.10$": "listening-ip=127.0.0.1"
+                                               + ("\nlistening-ip=::1" if ipv6 else ""),
         r"(?m)^listening-port=\d+$": f"listening-port={port}",
         r"(?m)^tls-listening-port=\d+$": f"tls-listening-port={tls_port}",
         r"(?m)^min-port=\d+$": f"min-port={low}",
@@ -303,10 +309,10 @@ def production_config(tmp_path: Path, secret: str) -> tuple[Path, dict]:
                   "lineage": lineage, "tls_dir": tls_dir}
 
 
-@pytest.fixture
-def production_coturn(tmp_path):
+@contextlib.contextmanager
+def running_production_coturn(tmp_path: Path, ipv6: bool = False):
     secret = secrets.token_hex(32)
-    conf, info = production_config(tmp_path, secret)
+    conf, info = production_config(tmp_path, secret, ipv6=ipv6)
     process = subprocess.Popen([TURNSERVER_BINARY, "-c", str(conf)], stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -320,6 +326,30 @@ def production_coturn(tmp_path):
         yield {**info, "secret": secret, "log": tmp_path / "turnserver.log", "pid": process.pid}
     finally:
         stop_process(process)
+
+
+@pytest.fixture
+def production_coturn(tmp_path):
+    with running_production_coturn(tmp_path) as coturn:
+        yield coturn
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def dual_stack_production_coturn(tmp_path):
+    """The production config listening on 127.0.0.1 and ::1: it relays over IPv6 as well."""
+    if not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+    with running_production_coturn(tmp_path, ipv6=True) as coturn:
+        yield coturn
 
 
 def _fresh_credentials(secret: str) -> tuple[str, str]:
@@ -414,3 +444,274 @@ def test_coturn_serves_the_renewed_certificate_after_the_deploy_hook(production_
     assert result.returncode == 0, result.stderr
     assert "kill --signal=SIGUSR2 coturn" in calls
     wait_for(lambda: served() == new, 10, "coturn serving the renewed certificate")
+
+
+# ---- What a credential holder may make coturn do (issue 13, item 5) ---------------------------
+#
+# aioice's TURN client only asks for UDP allocations of its socket's address family, so these
+# tests speak TURN themselves: a few hand-built STUN messages over one TCP connection each.
+
+STUN_COOKIE = 0x2112A442
+ALLOCATE, CREATE_PERMISSION = 0x0003, 0x0008
+ATTR_USERNAME, ATTR_MESSAGE_INTEGRITY, ATTR_ERROR_CODE = 0x0006, 0x0008, 0x0009
+ATTR_XOR_PEER_ADDRESS, ATTR_REALM, ATTR_NONCE = 0x0012, 0x0014, 0x0015
+ATTR_REQUESTED_ADDRESS_FAMILY, ATTR_REQUESTED_TRANSPORT = 0x0017, 0x0019
+ATTR_FINGERPRINT = 0x8028
+UDP, TCP = 17, 6  # REQUESTED-TRANSPORT's protocol numbers (RFC 5766, RFC 6062)
+IPV4, IPV6 = 1, 2  # REQUESTED-ADDRESS-FAMILY (RFC 6156)
+
+
+def _stun_attribute(kind: int, value: bytes) -> bytes:
+    return struct.pack("!HH", kind, len(value)) + value + bytes(-len(value) % 4)
+
+
+def _xor_peer_address(host: str, transaction_id: bytes) -> bytes:
+    import ipaddress
+
+    address = ipaddress.ip_address(host)
+    pad = struct.pack("!I", STUN_COOKIE) + transaction_id
+    family = IPV4 if address.version == 4 else IPV6
+    xored = bytes(a ^ b for a, b in zip(address.packed, pad))
+    return struct.pack("!BBH", 0, family, 9 ^ (STUN_COOKIE >> 16)) + xored
+
+
+class RawTurnClient:
+    """One TURN control connection over TCP, long-term credentials, requests answered in order."""
+
+    def __init__(self, port: int, username: str, password: str, timeout: float = STEP):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.username, self.password = username, password
+        self.realm = self.nonce = self.key = None
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, method: int, attributes) -> int | None:
+        """Send one request; None for a success response, else its ERROR-CODE.
+
+        ``attributes``: (type, value) pairs, or a function of the transaction id giving them
+        (XOR-PEER-ADDRESS depends on it).
+        """
+        make = attributes if callable(attributes) else (lambda _: attributes)
+        if self.nonce is None:  # the first request is answered 401 with the realm and a nonce
+            code, reply = self._exchange(method, make)
+            assert code == 401, code
+            self.realm, self.nonce = reply[ATTR_REALM], reply[ATTR_NONCE]
+            self.key = hashlib.md5(b"%s:%s:%s" % (self.username.encode(), self.realm,
+                                                  self.password.encode())).digest()
+        return self._exchange(method, make)[0]
+
+    def _exchange(self, method, make) -> tuple[int | None, dict[int, bytes]]:
+        transaction = os.urandom(12)
+        attributes = list(make(transaction))
+        if self.key is not None:
+            attributes = [(ATTR_USERNAME, self.username.encode()), (ATTR_REALM, self.realm),
+                          (ATTR_NONCE, self.nonce)] + attributes
+        body = b"".join(_stun_attribute(kind, value) for kind, value in attributes)
+        if self.key is not None:
+            header = struct.pack("!HHI12s", method, len(body) + 24, STUN_COOKIE, transaction)
+            body += _stun_attribute(ATTR_MESSAGE_INTEGRITY,
+                                    hmac.new(self.key, header + body, hashlib.sha1).digest())
+        header = struct.pack("!HHI12s", method, len(body) + 8, STUN_COOKIE, transaction)
+        import binascii
+
+        crc = binascii.crc32(header + body) ^ 0x5354554E
+        body += _stun_attribute(ATTR_FINGERPRINT, struct.pack("!I", crc))
+        self.sock.sendall(struct.pack("!HHI12s", method, len(body), STUN_COOKIE, transaction)
+                          + body)
+        header = self._read(20)
+        kind, length, _, answered = struct.unpack("!HHI12s", header)
+        assert answered == transaction and kind & 0x3EEF == method, (hex(kind), method)
+        data, reply, at = self._read(length), {}, 0
+        while at < length:
+            attribute, size = struct.unpack("!HH", data[at:at + 4])
+            reply.setdefault(attribute, data[at + 4:at + 4 + size])
+            at += 4 + size + (-size % 4)
+        error = reply.get(ATTR_ERROR_CODE)
+        return (None if error is None else (error[2] & 7) * 100 + error[3]), reply
+
+    def _read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("coturn closed the connection")
+            data += chunk
+        return data
+
+    def allocate(self, transport: int = UDP, family: int | None = None) -> int | None:
+        attributes = [(ATTR_REQUESTED_TRANSPORT, struct.pack("!I", transport << 24))]
+        if family is not None:
+            attributes.append((ATTR_REQUESTED_ADDRESS_FAMILY, struct.pack("!I", family << 24)))
+        return self.request(ALLOCATE, attributes)
+
+    def permit(self, peer: str) -> int | None:
+        """CreatePermission for ``peer`` (no packet goes to it): None if granted."""
+        return self.request(CREATE_PERMISSION,
+                            lambda transaction: [(ATTR_XOR_PEER_ADDRESS,
+                                                  _xor_peer_address(peer, transaction))])
+
+
+@contextlib.contextmanager
+def turn_clients(port: int, secret: str, peer: str = "peer"):
+    """``open()`` -> a new RawTurnClient with one fresh credential; all closed on exit."""
+    username = f"{int(time.time()) + 600}:{peer}"
+    password = rest_credential(secret, username)
+    clients = []
+
+    def open_client() -> RawTurnClient:
+        clients.append(RawTurnClient(port, username, password))
+        return clients[-1]
+
+    try:
+        yield open_client
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_loopback_config_refuses_rfc_6062_tcp_allocations(tmp_path):
+    """no-tcp-relay: 442. (Without it coturn granted the TCP allocation.) UDP still works."""
+    secret = secrets.token_hex(32)
+    coturn = CoturnProcess.start(tmp_path / "coturn", secret)
+    try:
+        with turn_clients(coturn.port, secret) as open_client:
+            assert open_client().allocate(TCP) == 442
+            assert open_client().allocate(UDP) is None
+    finally:
+        coturn.stop()
+
+
+def test_production_config_refuses_rfc_6062_tcp_allocations(production_coturn):
+    """no-tcp-relay: 442, so no TCP connection is ever opened from the TURN host."""
+    with turn_clients(production_coturn["port"], production_coturn["secret"]) as open_client:
+        assert open_client().allocate(TCP) == 442
+        assert open_client().allocate(UDP) is None
+
+
+# One address in each range the production config denies, and public ones it must still relay
+# to (a deny list that catches these would refuse every call).
+DENIED_IPV4 = ["0.1.2.3", "10.1.2.3", "100.64.1.2", "127.0.0.1", "127.1.2.3", "169.254.169.254",
+               "172.16.1.2", "172.31.255.254", "192.0.0.8", "192.0.2.1", "192.88.99.1",
+               "192.168.1.1", "198.18.0.1", "198.19.255.254", "198.51.100.1", "203.0.113.1",
+               "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255"]
+DENIED_IPV6 = ["::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
+               "::ffff:8.8.8.8", "64:ff9b::7f00:1", "64:ff9b:1::a00:1", "100::1", "2001::1",
+               "2001:1ff::1", "2001:db8::1", "2002:7f00:1::1", "fc00::1", "fd12:3456::1",
+               "fe80::1", "febf::1", "ff02::1", "ff0e::1"]
+PUBLIC_IPV4 = ["8.8.8.8", "1.1.1.1", "100.128.0.1", "172.32.0.1", "198.20.0.1", "223.255.255.1"]
+PUBLIC_IPV6 = ["2606:4700:4700::1111", "2001:200::1", "2a00:1450::1", "fec0::1"]
+
+
+def test_production_config_denies_every_special_purpose_ipv4_range(production_coturn):
+    with turn_clients(production_coturn["port"], production_coturn["secret"]) as open_client:
+        client = open_client()
+        assert client.allocate(UDP, IPV4) is None
+        refused = {peer: client.permit(peer) for peer in DENIED_IPV4}
+        assert refused == dict.fromkeys(DENIED_IPV4, 403)
+        granted = {peer: client.permit(peer) for peer in PUBLIC_IPV4}
+        assert granted == dict.fromkeys(PUBLIC_IPV4, None)
+
+
+def test_production_config_denies_ipv4_mapped_and_special_purpose_ipv6_peers(
+        dual_stack_production_coturn):
+    """An IPv6 allocation naming ::ffff:127.0.0.1 (IPv4-mapped loopback) and the like: 403.
+
+    coturn checks an IPv6 peer against the IPv6 lines only; before ::ffff:0:0/96 was denied it
+    granted ::ffff:127.0.0.1 and ::ffff:10.0.0.1.
+    """
+    coturn = dual_stack_production_coturn
+    with turn_clients(coturn["port"], coturn["secret"]) as open_client:
+        client = open_client()
+        assert client.allocate(UDP, IPV6) is None
+        refused = {peer: client.permit(peer) for peer in DENIED_IPV6}
+        assert refused == dict.fromkeys(DENIED_IPV6, 403)
+        granted = {peer: client.permit(peer) for peer in PUBLIC_IPV6}
+        assert granted == dict.fromkeys(PUBLIC_IPV6, None)
+
+
+def shipped_setting(name: str) -> str:
+    values = re.findall(rf"(?m)^{re.escape(name)}=(\S+)$",
+                        (DEPLOY_COTURN / "turnserver.conf").read_text())
+    assert len(values) == 1, (name, values)
+    return values[0]
+
+
+def test_production_config_caps_allocations_per_credential(production_coturn):
+    """user-quota: one credential gets that many allocations at once, then 486."""
+    quota = int(shipped_setting("user-quota"))
+    assert 15 <= quota <= 50  # a 6-person mesh over 3 TURN URLs needs 15
+    assert quota * 100 <= int(shipped_setting("total-quota")) < 16384  # the relay ports
+    with turn_clients(production_coturn["port"], production_coturn["secret"]) as open_client:
+        assert [open_client().allocate(UDP) for _ in range(quota)] == [None] * quota
+        assert open_client().allocate(UDP) == 486
+    # Another peer's credential is not affected.
+    with turn_clients(production_coturn["port"], production_coturn["secret"], "other") as again:
+        assert again().allocate(UDP) is None
+
+
+def shipped_loopback_setting(name: str) -> str:
+    values = re.findall(rf"(?m)^{re.escape(name)}=(\S+)$",
+                        (DEPLOY_COTURN / "turnserver-loopback.conf").read_text())
+    assert len(values) == 1, (name, values)
+    return values[0]
+
+
+def test_each_allocations_bandwidth_is_capped(tmp_path):
+    """max-bps: a peer sending 4x the cap through its relay gets about the cap across.
+
+    On the loopback config (the production one refuses loopback peers, which relayed addresses
+    here are), whose cap is the production one's. Each direction is counted on its own; the
+    receiving side is measured here.
+    """
+    cap = int(shipped_setting("max-bps"))
+    assert 250_000 <= cap <= 1_250_000  # bytes/s: 2-10 Mbit/s, one video call's stream
+    assert int(shipped_loopback_setting("max-bps")) == cap
+    secret = secrets.token_hex(32)
+    coturn = CoturnProcess.start(tmp_path / "coturn", secret)
+    alice = _fresh_credentials(secret)
+    bob = (f"{int(time.time()) + 600}:bob",)
+    bob += (rest_credential(secret, bob[0]),)
+
+    async def scenario():
+        port = coturn.port
+        alice_relay, _ = await allocate(port, *alice)
+        bob_relay, bob_in = await allocate(port, *bob)
+        alice_address = alice_relay.get_extra_info("sockname")
+        bob_address = bob_relay.get_extra_info("sockname")
+        loop = asyncio.get_running_loop()
+        try:
+            # Permissions both ways first (a few datagrams), as ICE checks would.
+            deadline = loop.time() + STEP
+            while bob_in.received.empty():
+                assert loop.time() < deadline, "nothing was relayed"
+                alice_relay.sendto(b"hello", bob_address)
+                bob_relay.sendto(b"hello", alice_address)
+                await asyncio.sleep(0.2)
+            while not bob_in.received.empty():
+                bob_in.received.get_nowait()
+            payload = b"x" * 1000
+            seconds, rate = 3.0, 4 * cap
+            start = loop.time()
+            sent = 0
+            while (elapsed := loop.time() - start) < seconds:
+                while sent < rate * elapsed:
+                    alice_relay.sendto(payload, bob_address)
+                    sent += len(payload)
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.5)  # what coturn still had queued
+            received = 0
+            while not bob_in.received.empty():
+                received += len(bob_in.received.get_nowait()[0])
+            return sent / seconds, received / seconds
+        finally:
+            alice_relay.close()
+            bob_relay.close()
+            await asyncio.sleep(0.1)
+
+    try:
+        sent, received = asyncio.run(scenario())
+    finally:
+        coturn.stop()
+    assert sent > 3 * cap
+    assert received < 1.5 * cap, (sent, received, cap)
