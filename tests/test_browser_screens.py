@@ -231,12 +231,12 @@ def test_every_screen_of_a_call_is_shown_and_legible(rtcsvc, browser, people, tm
     expect(linus.page.get_by_role("heading", name="You left the call")).to_be_visible()
     expect(linus.button("Rejoin")).to_be_visible()
     expect(linus.page.get_by_role("link", name="Home")).to_be_visible()
-    audit(linus.page, f"left ({device})")
-    linus.shot(shots, f"left-{device}.png")
     for me in (ada, grace):
         expect(me.toast("Linus left the call.")).to_be_visible()
         expect(me.tile("Linus")).to_have_count(0)
         expect(me.page.get_by_text("2 people")).to_be_visible()
+    audit(linus.page, f"left ({device})")
+    linus.shot(shots, f"left-{device}.png")
 
     # ---- the one left alone ----
     grace.button("Leave call").click()

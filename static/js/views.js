@@ -52,7 +52,7 @@ export function hideBanner(code = null) {
   delete b.dataset.code;
 }
 
-export function toast(text, { code = "", kind = "info", ms = 5000 } = {}) {
+export function toast(text, { code = "", kind = "info", ms = 8000 } = {}) {
   const list = $("#toasts");
   const item = document.createElement("p");
   item.className = `toast toast-${kind}`;

@@ -55,6 +55,9 @@ def screenshot_dir(tmp_path: Path) -> Path:
 #: several browsers may run at once).
 WAIT_MS = 30_000
 
+# Playwright's expect() waits 5 s by default: too short when two cores run several browsers.
+expect.set_options(timeout=15_000)
+
 #: Window sizes a person uses: a laptop and a phone held upright.
 DESKTOP = {"width": 1280, "height": 760}
 PHONE = {"width": 390, "height": 844}
