@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import pytest
 
@@ -110,20 +112,34 @@ def through_a_relay_over_udp(pair):
     return pair["remote"] == "relay"
 
 
+@dataclass(frozen=True)
+class Profile:
+    """Both callers sit behind a router of ``kind``; the call must settle on ``expected``."""
+
+    kind: str
+    expected: Callable[[dict], bool]
+    path: str                      # what the app's setup report must say: direct or relay
+    layouts: tuple[str, ...] = ("second-address",)
+    proxy_credentials: tuple[str, str] | None = None
+
+
+PROXY_USER = ("alice-corp", "s3cret pass")
+
 PROFILES = {
-    # name: (caller kind, expected pair, telemetry path, layouts it runs with)
-    "open": ("open", host_pair, "direct", ["second-address"]),
-    "symmetric-nat": ("symmetric-nat", through_a_relay_over_udp, "relay", ["second-address"]),
-    "udp-blocked": ("udp-blocked", relay_over("tcp"), "relay", ["second-address"]),
-    "tcp443-only": ("tcp443-only", relay_over("tls"), "relay", list(LAYOUTS)),
-    "proxy": ("proxy", relay_over("tls"), "relay", list(LAYOUTS)),
+    "open": Profile("open", host_pair, "direct"),
+    "symmetric-nat": Profile("symmetric-nat", through_a_relay_over_udp, "relay"),
+    "udp-blocked": Profile("udp-blocked", relay_over("tcp"), "relay"),
+    "tcp443-only": Profile("tcp443-only", relay_over("tls"), "relay", tuple(LAYOUTS)),
+    "proxy": Profile("proxy", relay_over("tls"), "relay", tuple(LAYOUTS)),
+    # Chromium has no flag for proxy credentials; Playwright answers the page's 407 as a
+    # person would, and Chromium reuses them for the TURN tunnel.
+    "proxy-auth": Profile("proxy", relay_over("tls"), "relay", tuple(LAYOUTS), PROXY_USER),
 }
 
 
 def profile_params():
-    for name, (_, _, _, layouts) in PROFILES.items():
-        for layout in layouts:
-            yield pytest.param(name, layout, id=f"{name}-{layout}")
+    return [pytest.param(name, layout, id=f"{name}-{layout}")
+            for name, profile in PROFILES.items() for layout in profile.layouts]
 
 
 # ---- fixtures -------------------------------------------------------------------------------------
@@ -257,11 +273,11 @@ def assert_no_candidate_addresses(call: CallUnderTest) -> None:
 
 # ---- the profiles ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("profile, layout", list(profile_params()))
-def test_call_connects_with_the_expected_candidate_pair(call, profile, layout):
-    """Both callers behind ``profile``: video both ways over the pair that profile allows."""
-    kind, expected, path, _ = PROFILES[profile]
-    c = call(layout, (kind, kind))
+@pytest.mark.parametrize("name, layout", profile_params())
+def test_call_connects_with_the_expected_candidate_pair(call, name, layout):
+    """Both callers behind the profile's network: video both ways over the pair it allows."""
+    profile = PROFILES[name]
+    c = call(layout, (profile.kind, profile.kind), proxy_credentials=profile.proxy_credentials)
     c.join()
     try:
         c.alice.wait_connected_to(1, timeout=SETTLE_S * 1000)
@@ -270,17 +286,17 @@ def test_call_connects_with_the_expected_candidate_pair(call, profile, layout):
         c.bob.wait_media_flowing(c.alice.id)
     except TimeoutError as e:
         pytest.fail(c.explain(f"call did not connect: {e}"))
-    c.wait_for_pairs(expected)
+    c.wait_for_pairs(profile.expected)
     # The app's own telemetry agrees on the kind of path (direct / relay).
     for person in ("alice", "bob"):
         connected = [r["data"] for r in c.reports(person) if r["data"].get("outcome") == "connected"]
-        assert connected and connected[-1]["path"] == path, c.reports(person)
+        assert connected and connected[-1]["path"] == profile.path, c.reports(person)
     assert_no_candidate_addresses(c)
-    if kind == "proxy":
-        assert_relayed_through_the_proxy(c, c.net.layout.turn443_name)
+    if profile.kind == "proxy":
+        assert_relayed_through_the_proxy(c, c.net.layout.turn443_name, profile.proxy_credentials)
 
 
-def assert_relayed_through_the_proxy(c: CallUnderTest, turn443_name: str) -> None:
+def assert_relayed_through_the_proxy(c: CallUnderTest, turn443_name: str, credentials) -> None:
     """squid tunnelled TURN over TLS to 443 by name, and refused CONNECT to TURN's other ports.
 
     squid logs a tunnel when it closes, so the people hang up first. (The page's own tunnel
@@ -295,8 +311,14 @@ def assert_relayed_through_the_proxy(c: CallUnderTest, turn443_name: str) -> Non
         except TimeoutError:
             pytest.fail(c.explain(f"{caller.label}: no {wanted}"))
         tunnels = caller.proxy.tunnels()
-        refused = {t for t in tunnels if not t.endswith(":443")}
+        refused = {t for t in tunnels if t.endswith((":3478", ":5349"))}
         assert refused and all(t.startswith("TCP_DENIED/403") for t in refused), tunnels
+        if credentials is not None:
+            # The proxy did ask (407), and the TURN tunnel went through as that user.
+            assert any(t.startswith("TCP_DENIED/407") for t in tunnels), tunnels
+            user = credentials[0]
+            relayed = [t for t in caller.proxy.tunnels(with_user=True) if wanted in t]
+            assert relayed and all(t.endswith(f" {user}") for t in relayed), relayed
 
 
 def test_stun_only_behind_symmetric_nat_never_connects(call):

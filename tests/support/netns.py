@@ -240,6 +240,8 @@ CHROMIUM = "/usr/bin/chromium"
 SERVER_ADDRESS = "203.0.113.10"
 SECOND_ADDRESS = "198.51.100.20"
 PUBLIC_GATEWAY = "203.0.113.1"
+#: Where callers' routers (and open callers) sit on the simulated internet, as coturn writes it.
+CALLERS_PUBLIC = "192.0.2.0-192.0.2.255"
 SITE_NAME = "chat.test"
 TURN_NAME = "turn.chat.test"
 TURN443_NAME = "turn443.chat.test"
@@ -384,6 +386,13 @@ def render_production_coturn(ca: TestCA, secret: str, directory: Path, layout) -
         r"(?m)^syslog$": f"log-file={directory}/turnserver.log\nsimple-log",
         r"(?m)^pidfile=.*$": f"pidfile={directory}/turnserver.pid\nuserdb={directory}/turndb",
     })
+    # The simulated Internet is made of documentation ranges, which the shipped file may deny
+    # as peers; as it says for such hosts, allow the server's own addresses (each relayed
+    # browser's peer is the other's relay here) and the callers' public side. Callers' LANs
+    # (100.64.0.0/10) stay denied, as on the Internet.
+    allowed = sorted(set(layout.host_map.values())) + [CALLERS_PUBLIC]
+    text += "\n# Added by tests/support/netns.py\n" + "".join(
+        f"allowed-peer-ip={a}\n" for a in allowed)
     return layout.coturn_config(text)
 
 
@@ -570,8 +579,10 @@ class CallNetwork:
             env={**os.environ, "HOME": str(caller.home)},
         )
         if proxy_credentials is not None:
-            # Playwright answers the proxy's 407 with these (Chromium has no flag for them).
+            # Playwright sets the proxy itself and answers its 407 with these (Chromium has no
+            # flag for proxy credentials: a person would type them into the browser's prompt).
             username, password = proxy_credentials
+            options["args"] = [a for a in options["args"] if not a.startswith("--proxy-server")]
             options["proxy"] = {"server": f"http://{caller.proxy.address}:{caller.proxy.port}",
                                 "username": username, "password": password}
         browser = playwright.chromium.launch(**options)

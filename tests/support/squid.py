@@ -25,7 +25,8 @@ NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
 PORT = 3128
 
 
-def squid_config(directory: Path, address: str, port: int, authenticated: bool) -> str:
+def squid_config(directory: Path, address: str, port: int, authenticated: bool,
+                 sites: list[str]) -> str:
     auth = ""
     allow = "http_access allow localnet"
     if authenticated:
@@ -50,7 +51,11 @@ netdb_filename none
 {auth}acl localnet src 100.64.0.0/10
 acl SSL_ports port 443
 acl CONNECT method CONNECT
+acl test_sites dstdomain {" ".join(sites)}
 http_access deny CONNECT !SSL_ports
+# Browsers hand a proxy every name they want (Chromium's Google services too): only the
+# test's own names get anywhere, so squid never even looks the others up.
+http_access deny !test_sites
 {allow}
 http_access deny all
 """
@@ -81,7 +86,8 @@ class Squid:
                                     capture_output=True, text=True).stdout.strip()
             (directory / "passwd").write_text(f"{username}:{hashed}\n")
         conf = directory / "squid.conf"
-        conf.write_text(squid_config(directory, address, port, credentials is not None))
+        conf.write_text(squid_config(directory, address, port, credentials is not None,
+                                     sorted(hosts)))
         for name in ("access.log", "cache.log"):
             (directory / name).touch()
         for path in directory.iterdir():
@@ -109,13 +115,15 @@ class Squid:
     def cache_log(self) -> str:
         return (self.directory / "cache.log").read_text(errors="replace")
 
-    def tunnels(self) -> list[str]:
-        """The ``CONNECT host:port`` targets of the access log, with squid's result codes."""
+    def tunnels(self, with_user: bool = False) -> list[str]:
+        """The access log's CONNECTs: ``"<result code> CONNECT <host:port>"`` (then the proxy
+        user, ``-`` for none, with ``with_user``)."""
         lines = []
         for line in self.access_log().splitlines():
             fields = line.split()
-            if len(fields) > 6 and fields[5] == "CONNECT":
-                lines.append(f"{fields[3]} CONNECT {fields[6]}")
+            if len(fields) > 7 and fields[5] == "CONNECT":
+                user = f" {fields[7]}" if with_user else ""
+                lines.append(f"{fields[3]} CONNECT {fields[6]}{user}")
         return lines
 
     def close(self) -> None:
