@@ -241,8 +241,10 @@ class CallUnderTest:
 @pytest.fixture
 def call(topology, playwright_driver, room):  # noqa: F811
     """``call(layout, kinds, stun_only=False, proxy_credentials=None)`` -> a CallUnderTest."""
-    def make(layout: str, kinds, *, stun_only=False, proxy_credentials=None):
-        net = CallNetwork(topology, LAYOUTS[layout](), stun_only=stun_only)
+    def make(layout: str, kinds, *, stun_only=False, proxy_credentials=None,
+             coturn_full_chain=True):
+        net = CallNetwork(topology, LAYOUTS[layout](), stun_only=stun_only,
+                          coturn_full_chain=coturn_full_chain)
         return CallUnderTest(net, playwright_driver, room, kinds, proxy_credentials)
     return make
 
@@ -344,3 +346,31 @@ def test_stun_only_behind_symmetric_nat_never_connects(call):
     for person in c.people:
         assert all(p["connectionState"] != "connected" for p in person.state["peers"])
     assert_no_candidate_addresses(c)
+
+
+LOCAL_RELAY_PROTOCOLS = """
+async () => {
+  const out = [];
+  for (const pc of window.__netmatrixPCs || []) {
+    if (pc.iceGatheringState !== "complete") return null;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "local-candidate" && s.candidateType === "relay") out.push(s.relayProtocol);
+    });
+  }
+  return out;
+}
+"""
+
+
+def test_turn_over_tls_needs_the_full_chain(call):
+    """coturn serving its leaf certificate without the intermediate: Chromium, which trusts
+    only the root and fetches nothing, gathers no TLS relay, so a 443-only caller has no path
+    (docs/networks.md, certificates). The rest (UDP, TCP relays) is gathered as usual."""
+    c = call("second-address", ("udp-blocked", "udp-blocked"), coturn_full_chain=False)
+    c.join()
+    c.alice.wait("() => window.rtcsvc.state.peers.length === 1", what="Bob in Alice's list")
+    for person in c.people:
+        protocols = person.wait(LOCAL_RELAY_PROTOCOLS, what="ICE gathering complete")
+        assert "tcp" in protocols and "tls" not in protocols, c.explain(f"{person.name}: {protocols}")
+        errors = person.page.evaluate("window.__netmatrixIceErrors")
+        assert any(e.startswith("turns:") for e in errors), errors

@@ -376,11 +376,16 @@ def _substitute(text: str, replacements: dict[str, str]) -> str:
     return text
 
 
-def render_production_coturn(ca: TestCA, secret: str, directory: Path, layout) -> str:
-    """deploy/coturn/turnserver.conf as shipped, but for this run's certificate, secret, logs."""
+def render_production_coturn(ca: TestCA, secret: str, directory: Path, layout,
+                             full_chain: bool = True) -> str:
+    """deploy/coturn/turnserver.conf as shipped, but for this run's certificate, secret, logs.
+
+    ``full_chain=False`` gives coturn the leaf alone (the mistake of pointing ``cert=`` at
+    certbot's cert.pem instead of fullchain.pem)."""
     text = (DEPLOY_COTURN / "turnserver.conf").read_text()
+    certificate = ca.chain_pem if full_chain else ca.leaf_pem
     text = _substitute(text, {
-        r"(?m)^cert=/etc/coturn/tls/fullchain\.pem$": f"cert={ca.chain_pem}",
+        r"(?m)^cert=/etc/coturn/tls/fullchain\.pem$": f"cert={certificate}",
         r"(?m)^pkey=/etc/coturn/tls/privkey\.pem$": f"pkey={ca.key_pem}",
         r"(?m)^static-auth-secret=@TURN_SECRET@$": f"static-auth-secret={secret}",
         r"(?m)^syslog$": f"log-file={directory}/turnserver.log\nsimple-log",
@@ -456,6 +461,7 @@ class CallNetwork:
     topology: Topology
     layout: object
     stun_only: bool = False
+    coturn_full_chain: bool = True
     callers: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -486,7 +492,8 @@ class CallNetwork:
         shipped = (DEPLOY_COTURN / "turnserver.conf").read_text()
         self.layout.prepare_server(self.server, shipped)
         conf = directory / "turnserver.conf"
-        conf.write_text(render_production_coturn(self.ca, self.secret, directory, self.layout))
+        conf.write_text(render_production_coturn(self.ca, self.secret, directory, self.layout,
+                                                 self.coturn_full_chain))
         self.coturn_log = directory / "turnserver.log"
         process = self.server.popen([TURNSERVER, "-c", str(conf)], directory / "stdout.log",
                                     cwd=directory)
