@@ -1,14 +1,14 @@
 """A room core shared by many rtcsvc processes through Redis (``twistd rtcsvc --redis URL``).
 
-:class:`RedisHub` implements the same :class:`rtcsvc.hub.IHub` as the in-memory hub, so the
-WebSocket adapter does not know which one it talks to. Seats live in Redis (a sorted set per room
-scored by a global join counter, a hash per peer), each process renews a lease, and every change
-runs as one Lua script (:mod:`rtcsvc.redis_lua`), so capacity holds across processes. Each
-process subscribes to its own channel; scripts publish signals, ``peer-joined``/``peer-left`` and
-bookkeeping markers to the channels of the processes holding the recipients, which gives each
-process one ordered stream and keeps per-pair order. Signals between two live peers of the same
-process skip Redis. Dropped peers' signals queue in Redis, so a resume works on any process.
-The topology, the keys and the failure bounds are in docs/scaling.md.
+:class:`RedisHub` implements the same :class:`rtcsvc.hub.IHub` and :class:`rtcsvc.hub.IResumingHub`
+as the in-memory hub, so the WebSocket adapter does not know which one it talks to. Seats live in
+Redis (a sorted set per room scored by a global join counter, a hash per peer), each process renews
+a lease, and every change runs as one Lua script (:mod:`rtcsvc.redis_lua`), so capacity holds
+across processes. Each process subscribes to its own channel; scripts publish signals,
+``peer-joined``/``peer-left`` and bookkeeping markers to the channels of the processes holding the
+recipients, which gives each process one ordered stream and keeps per-pair order. Signals between
+two live peers of the same process skip Redis. Dropped peers' signals queue in Redis, so a resume
+works on any process. The topology, the keys and the failure bounds are in docs/scaling.md.
 
 The client is txredisapi: Twisted-native, maintained, and reconnecting by itself (its factories
 are built on ``ClientService``); we re-subscribe and re-register our seats on every reconnection.
@@ -35,6 +35,7 @@ from rtcsvc.hub import (
     DEFAULT_BACKLOG_LIMIT,
     IHub,
     IMembership,
+    IResumingHub,
     JoinResult,
     RoomFull,
     Unavailable,
@@ -206,7 +207,7 @@ def _template(encode) -> tuple[bytes, bytes]:
     return before, after
 
 
-@implementer(IHub)
+@implementer(IHub, IResumingHub)
 class RedisHub:
     """Rooms shared by every rtcsvc process connected to one Redis database."""
 
@@ -310,6 +311,16 @@ class RedisHub:
     # -- IHub
 
     def join(self, room: str, connection, resume_token: str | None = None):
+        return self._join(room, connection, resume_token or "", False)
+
+    def resume(self, room: str, connection, resume_token: str):
+        """The resume half of :meth:`join` alone, in the same script: a token that is not live
+        in ``room`` fires the Deferred with ``None``, and Redis changed nothing."""
+        if not resume_token:
+            return defer.succeed(None)
+        return self._join(room, connection, resume_token, True)
+
+    def _join(self, room: str, connection, resume_token: str, only: bool):
         if not self.available:
             return defer.fail(Unavailable("the room store (Redis) is unreachable"))
         req = str(next(self._requests)).encode()
@@ -320,7 +331,7 @@ class RedisHub:
         pending.timeout = self._clock.callLater(self.join_timeout, self._join_failed, None,
                                                 pending)
         d = self._call("join", room, peer_id, token, self.max_peers,
-                       messages.peer_joined(peer_id), req, resume_token or "")
+                       messages.peer_joined(peer_id), req, resume_token, "1" if only else "0")
         d.addCallbacks(self._join_replied, self._join_failed,
                        callbackArgs=(pending,), errbackArgs=(pending,))
         pending.deferred.addBoth(self._joined_or_not, peer_id)
@@ -400,8 +411,12 @@ class RedisHub:
     def _join_replied(self, reply, pending: _PendingJoin):
         kind = reply[0]
         if pending.deferred.called:
-            if kind != b"full":
+            if kind in (b"joined", b"resumed"):
                 self._give_back(reply[1].decode())
+            return
+        if kind == b"stale":
+            self._finish_pending(pending)
+            pending.deferred.callback(None)
             return
         if kind == b"full":
             self._finish_pending(pending)

@@ -83,11 +83,13 @@ end
 """
 
 #: ARGV[7..]: room, new peer id, new token, capacity, encoded peer-joined, request id, resume
-#: token ('' for none). Publishes 'W' (the welcome marker) to this process after the room's
-#: events, so everything published to us later comes after the seat exists.
+#: token ('' for none), '1' to resume only ('0' to join otherwise). Publishes 'W' (the welcome
+#: marker) to this process after the room's events, so everything published to us later comes
+#: after the seat exists. Resume only: a token that is not live in this room is answered
+#: 'stale' and changes nothing (no seat, no event), so it can never turn into a fresh join.
 JOIN = PRELUDE + r"""
-local room, id, token, max, joined, req, rtoken =
-  ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13]
+local room, id, token, max, joined, req, rtoken, only =
+  ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13], ARGV[14] == '1'
 if rtoken ~= '' then
   local old = redis.call('GET', P .. 'token:' .. rtoken)
   if old then
@@ -109,6 +111,7 @@ if rtoken ~= '' then
     end
   end
 end
+if only then return {'stale'} end
 if redis.call('ZCARD', P .. 'room:' .. room) >= max then return {'full'} end
 local seq = redis.call('INCR', P .. 'seq')
 local procs, dropped = room_procs(room)

@@ -2,7 +2,8 @@
 
 The cases that whole-process tests cannot provoke on demand live here: a queue overflowing for a
 dropped peer, the grace period running out, a resume on the same process while the old socket
-is still half-open, a process that stops heartbeating, and Redis refusing connections.
+is still half-open, a resume-only call given stale or foreign tokens, a process that stops
+heartbeating, and Redis refusing connections.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
 
-from rtcsvc.hub import IHub, RoomFull, Unavailable, UnknownPeer
+from rtcsvc.hub import IHub, IResumingHub, RoomFull, Unavailable, UnknownPeer
 from rtcsvc.redis_hub import RedisHub, parse_redis_url
 from tests.support.peers import RecordingConnection as Connection
 from tests.support.redis import RedisServer
@@ -173,6 +174,67 @@ def test_a_resume_moves_the_seat_and_the_old_process_lets_go(hubs):
         {"type": "signal", "from": ro.member.id, "data": "queued"}]
     yield until(lambda: a.peer_count == 0, what="process a forgetting the seat")
     assert a.room_count == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_redis_hub_resumes_without_a_join(hubs):
+    """Declared, so the adapter lets a live resume token past an expired invite."""
+    hub, = yield hubs(1)
+    assert verifyObject(IResumingHub, hub)
+
+
+@pytest_twisted.inlineCallbacks
+def test_resume_alone_moves_a_live_seat_with_its_queue_and_the_room_sees_nothing(hubs):
+    a, b = yield hubs(2)
+    other = Connection()
+    ro = yield b.join("room", other)
+    first = yield a.join("room", Connection())
+    a.drop(first.member)
+    yield sleep(0.1)
+    b.signal(ro.member, first.member.id, b'"queued"')
+    yield sleep(0.1)
+    moved = yield b.resume("room", Connection(), first.token)
+    assert moved.resumed and moved.member.id == first.member.id
+    assert moved.peers == [ro.member.id]
+    assert [orjson.loads(p) for p in moved.backlog] == [
+        {"type": "signal", "from": ro.member.id, "data": "queued"}]
+    yield until(lambda: a.peer_count == 0, what="process a forgetting the seat")
+    assert other.of_type("peer-left") == [] and len(other.of_type("peer-joined")) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_resume_alone_with_a_stale_token_is_none_and_seats_nobody(hubs, redis):
+    a, b = yield hubs(2)
+    other = Connection()
+    ro = yield b.join("room", other)
+    first = yield a.join("room", Connection())
+    again = yield a.join("room", Connection(), first.token)  # first.token is now used up
+    keys = redis.command("DBSIZE")
+    for stale in (first.token, "never-a-token", ""):
+        for hub in (a, b):
+            newcomer = Connection()
+            assert (yield hub.resume("room", newcomer, stale)) is None
+            assert newcomer.received == [] and not newcomer.superseded
+    yield sleep(0.2)
+    assert redis.command("ZCARD", "rtcsvc:room:room") == b":2"
+    assert redis.command("DBSIZE") == keys
+    assert len(other.of_type("peer-joined")) == 1 and other.of_type("peer-left") == []
+    assert a.members_of("room") == b.members_of("room") == [ro.member.id, again.member.id]
+    assert a.peer_count == 1 and b.peer_count == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_resume_alone_with_a_token_of_another_room_is_none_and_changes_nothing(hubs, redis):
+    a, b = yield hubs(2)
+    elsewhere = Connection()
+    first = yield a.join("open-one", elsewhere)
+    a.drop(first.member)
+    yield sleep(0.1)
+    assert (yield b.resume("team", Connection(), first.token)) is None
+    assert b.room_count == 0 and redis.command("EXISTS", "rtcsvc:room:team") == b":0"
+    # The token was not spent: it still resumes its own room.
+    back = yield b.resume("open-one", Connection(), first.token)
+    assert back.resumed and back.member.id == first.member.id
 
 
 @pytest_twisted.inlineCallbacks
