@@ -19,6 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from rtcsvc.invite import mint_room_token
 from tests.support.redis import RedisServer
 
 pytestmark = [
@@ -33,8 +34,10 @@ DEAD_PROCESS_BOUND = 16.0
 class Peer:
     """One protocol-v1 client: a websockets sync connection and its welcome."""
 
-    def __init__(self, service, room, resume=None):
-        query = f"?resume={resume}" if resume else ""
+    def __init__(self, service, room, resume=None, token=None):
+        params = [f"resume={resume}"] if resume else []
+        params += [f"token={token}"] if token else []
+        query = "?" + "&".join(params) if params else ""
         self.ws = connect(f"{service.ws_url}/ws/{room}{query}", origin=service.http_url,
                           open_timeout=5, close_timeout=2)
         self.welcome = self.recv()
@@ -67,6 +70,13 @@ class Peer:
 
     def close(self):
         self.ws.close()
+
+    def refused(self, code="not-invited", close=4003):
+        """Refused instead of welcomed: the error, then the close."""
+        assert self.welcome["type"] == "error" and self.welcome["code"] == code, self.welcome
+        with pytest.raises(ConnectionClosed):
+            self.ws.recv(timeout=5)
+        assert self.ws.close_code == close
 
     def cut(self):
         """The network breaks: TCP goes away without a close frame (a drop, not a leave)."""
@@ -271,3 +281,99 @@ def test_a_join_while_redis_is_down_gets_unavailable_quickly(cluster, redis):
         time.sleep(0.3)
     with urllib.request.urlopen(health, timeout=5) as up:
         assert json.loads(up.read())["status"] == "ok"
+
+
+# -- closed rooms (--room-secret-file): a live resume token outlives the invite
+
+SECRET = b"a room secret of at least sixteen bytes"
+
+
+@pytest.fixture
+def closed_cluster(cluster, tmp_path):
+    """``closed_cluster(*args)``: two processes sharing Redis whose rooms need an invite."""
+    secret = tmp_path / "room-secret"
+    secret.write_bytes(SECRET)
+    return lambda *args: cluster(2, "--room-secret-file", str(secret), *args)
+
+
+def short_invite(room, seconds=3):
+    """An invite that expires ``seconds`` from now, and the moment after which it is refused."""
+    expiry = int(time.time()) + seconds
+    return mint_room_token(SECRET, room, expiry), expiry + 1.2
+
+
+def until_expired(moment):
+    time.sleep(max(0.0, moment - time.time()))
+
+
+def seated(redis, room):
+    return int(redis.command("ZCARD", f"rtcsvc:room:{room}")[1:])
+
+
+def test_a_member_whose_invite_expired_resumes_on_the_other_process_with_its_queue(
+        closed_cluster, redis):
+    a, b = closed_cluster("--resume-grace", "20")
+    invite, expired = short_invite("team")
+    alice, bob = Peer(a, "team", token=invite), Peer(b, "team", token=invite)
+    assert alice.expect("peer-joined")["id"] == bob.id
+    until_expired(expired)
+    Peer(a, "team", token=invite).refused()  # the invite really is dead now
+    bob.cut()
+    time.sleep(0.5)  # the drop reaches process b
+    for i in range(20):
+        alice.signal({"n": i}, to=bob.id)
+        alice.signal({"all": i})
+    back = Peer(a, "team", resume=bob.welcome["resume"], token=invite)
+    assert back.welcome["type"] == "welcome", back.welcome
+    assert back.welcome["resumed"] is True and back.id == bob.id
+    assert back.welcome["peers"] == [alice.id]
+    got = [back.expect("signal")["data"] for _ in range(40)]
+    assert [d["n"] for d in got if "n" in d] == list(range(20))
+    assert [d["all"] for d in got if "all" in d] == list(range(20))
+    alice.nothing(within=0.5)  # neither peer-left nor peer-joined
+    back.signal("hello", to=alice.id)
+    assert alice.expect("signal") == {"type": "signal", "from": bob.id, "data": "hello"}
+    # Without any invite too: the fresh token alone is enough, on either process.
+    back.cut()
+    time.sleep(0.5)
+    again = Peer(b, "team", resume=back.welcome["resume"])
+    assert again.welcome.get("resumed") is True and again.id == bob.id
+    assert seated(redis, "team") == 2
+
+
+def test_a_stale_resume_token_past_the_invite_is_not_invited_and_seats_nobody(
+        closed_cluster, redis):
+    a, b = closed_cluster("--resume-grace", "1")
+    invite, expired = short_invite("team")
+    alice, bob = Peer(a, "team", token=invite), Peer(b, "team", token=invite)
+    alice.expect("peer-joined")
+    used = bob.welcome["resume"]
+    bob.cut()
+    time.sleep(0.5)
+    bob = Peer(a, "team", resume=used, token=invite)  # resumed: ``used`` is spent
+    assert bob.welcome["resumed"] is True
+    gone = bob.welcome["resume"]
+    bob.cut()
+    assert alice.expect("peer-left", timeout=5)["id"] == bob.id  # past the resume grace
+    until_expired(expired)
+    for service in (a, b):
+        for stale in (used, gone, "not-a-token"):
+            Peer(service, "team", resume=stale, token=invite).refused()
+            Peer(service, "team", resume=stale).refused()
+    alice.nothing(within=0.5)  # no fresh seat: nobody joined
+    assert seated(redis, "team") == 1
+
+
+def test_a_resume_token_from_another_room_does_not_open_a_closed_room(closed_cluster, redis):
+    a, b = closed_cluster("--resume-grace", "20")
+    invite, _ = short_invite("open-one", seconds=60)
+    member = Peer(a, "open-one", token=invite)
+    token = member.welcome["resume"]
+    for service in (a, b):
+        Peer(service, "team", resume=token).refused()
+    assert redis.command("EXISTS", "rtcsvc:room:team") == b":0"
+    # Nothing changed for the token's own seat: it still resumes there, without an invite.
+    member.cut()
+    time.sleep(0.5)
+    back = Peer(b, "open-one", resume=token)
+    assert back.welcome.get("resumed") is True and back.id == member.id
