@@ -1,4 +1,4 @@
-"""The shipped systemd unit (``deploy/systemd/rtcsvc.service``) is valid and its command works.
+"""The shipped systemd units (``deploy/systemd/``) are valid, bounded, and their command works.
 
 There is no systemd to run the unit here, so its ``ExecStart=`` command line is run as it stands,
 with only what systemd or the host would provide substituted: the installed twistd, the state
@@ -24,6 +24,7 @@ from tests.support.apache import SERVER_NAME, ProxyFront, free_port, stop_proces
 from tests.support.service import ROOT, wait_for
 
 UNIT = ROOT / "deploy" / "systemd" / "rtcsvc.service"
+TEMPLATE = ROOT / "deploy" / "systemd" / "rtcsvc@.service"
 INSTALLED_TWISTD = "/opt/rtcsvc/venv/bin/twistd"
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 
@@ -69,6 +70,80 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert "rtcsvc.service" not in result.stderr, result.stderr
 
 
+def test_template_unit_passes_systemd_analyze_verify(tmp_path):
+    """rtcsvc@.service, verified as the instance rtcsvc@8081 (a link to it, as systemd names it)."""
+    template = tmp_path / "rtcsvc@.service"
+    template.write_text(TEMPLATE.read_text().replace(INSTALLED_TWISTD, TWISTD))
+    instance = tmp_path / "rtcsvc@8081.service"
+    instance.symlink_to(template.name)
+    result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rtcsvc@" not in result.stderr, result.stderr
+
+
+# ---- Resource limits and the IP allow-list (issue 13, item 9) -------------------------------
+
+def size_in_bytes(value: str) -> int:
+    """A systemd size (1G, 768M, 4096) in bytes; systemd's suffixes are powers of 1024."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)", value)
+    assert match, f"not a plain size: {value!r}"
+    return int(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " ")
+
+
+def default_of(option: str):
+    from rtcsvc.tap import Options
+
+    return Options()[option]
+
+
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=lambda unit: unit.name)
+def test_unit_bounds_memory_tasks_and_descriptors_with_headroom_over_max_connections(unit):
+    directives = unit_directives(unit.read_text())
+    settings = dict(directives)
+    argv = exec_start(unit.read_text())
+    max_connections = (int(argv[argv.index("--max-connections") + 1])
+                       if "--max-connections" in argv else default_of("max-connections"))
+    # Every signaling socket, plus page connections from Apache, Redis and the process's own
+    # files (the arithmetic is in the unit's comment): --max-connections must bite first.
+    nofile = int(settings["LimitNOFILE"])
+    assert max_connections + 1000 + 100 <= nofile <= 4 * max_connections, (nofile, max_connections)
+    # Memory: room for every idle socket (~12 KiB each) over the process, and a bound.
+    memory_max = size_in_bytes(settings["MemoryMax"])
+    assert 256 * 2**20 + max_connections * 12 * 2**10 <= memory_max <= 8 * 2**30
+    assert size_in_bytes(settings["MemoryHigh"]) < memory_max
+    # One event-loop thread and Twisted's pool of 10: a bound well above, far below the host's.
+    assert 16 <= int(settings["TasksMax"]) <= 256
+    for key in ("LimitNOFILE", "MemoryMax", "MemoryHigh", "TasksMax"):
+        assert [k for k, _ in directives].count(key) == 1, key
+
+
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=lambda unit: unit.name)
+def test_unit_talks_to_loopback_only_and_everything_it_uses_is_there(unit):
+    """IPAddressDeny=any + IPAddressAllow=localhost, and the command line needs no more."""
+    import ipaddress
+
+    directives = unit_directives(unit.read_text())
+    assert [value for key, value in directives if key == "IPAddressDeny"] == ["any"]
+    assert [value for key, value in directives if key == "IPAddressAllow"] == ["localhost"]
+    argv = exec_start(unit.read_text())
+
+    def loopback(address: str) -> bool:
+        return ipaddress.ip_address(address).is_loopback
+
+    listens = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--listen"]
+    assert listens and all(loopback(re.search(r"interface=([^:]+)", endpoint).group(1))
+                           for endpoint in listens), listens
+    assert loopback(argv[argv.index("--trusted-proxy") + 1])
+    if "--redis" in argv:
+        from urllib.parse import urlsplit
+
+        assert loopback(urlsplit(argv[argv.index("--redis") + 1]).hostname)
+    # Whoever moves Redis elsewhere is told, in the unit, what to add.
+    if unit == TEMPLATE:
+        assert "IPAddressAllow=10.0.0.7" in unit.read_text()
+
+
 @pytest.mark.slow
 def test_unit_command_line_serves_the_app_behind_the_shipped_apache_site(tmp_path):
     credentials = tmp_path / "credentials"
@@ -83,9 +158,18 @@ def test_unit_command_line_serves_the_app_behind_the_shipped_apache_site(tmp_pat
         arg = arg.replace("tcp:8080:", f"tcp:{port}:")
         argv.append(TWISTD if arg == INSTALLED_TWISTD else arg)
     log_path = tmp_path / "rtcsvc.log"
+    nofile = int(dict(unit_directives(UNIT.read_text()))["LimitNOFILE"])
+
+    def as_limited_by_the_unit():
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        limit = nofile if hard == resource.RLIM_INFINITY else min(nofile, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, preexec_fn=as_limited_by_the_unit)
     front = None
     try:
         def listening():
