@@ -12,6 +12,8 @@ import asyncio
 import http.client
 import json
 import re
+import secrets
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -28,7 +30,7 @@ from tests.support.apache import (
     make_self_signed_certificate,
     write_config,
 )
-from tests.support.service import RtcsvcProcess
+from tests.support.service import RtcsvcProcess, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -129,12 +131,11 @@ def test_every_https_response_carries_exactly_one_hsts_header(rtcsvc, tmp_path, 
         front.stop()
 
 
-def test_balancer_site_sends_exactly_one_hsts_header(rtcsvc, tmp_path):
+def start_balancer(tmp_path, service: RtcsvcProcess) -> ApacheProcess:
     """rtcsvc-balancer.conf (TLS ended in front) with both members on one rtcsvc."""
-    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
     port = free_port()
     backend = f"127.0.0.1:{service.port}"
-    apache = ApacheProcess.start(
+    return ApacheProcess.start(
         tmp_path / "apache", ["rtcsvc-balancer.conf"],
         {"RTCSVC_SERVER_NAME": SERVER_NAME, "RTCSVC_HTTP_PORT": str(port),
          "RTCSVC_BACKEND_1": backend, "RTCSVC_BACKEND_2": backend},
@@ -142,12 +143,24 @@ def test_balancer_site_sends_exactly_one_hsts_header(rtcsvc, tmp_path):
         modules=MODULES + ("slotmem_shm", "proxy_balancer", "lbmethod_bybusyness",
                            "lbmethod_byrequests"),
     )
+
+
+def plain_request(port: int, path: str, headers: dict[str, str] | None = None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        connection.request("GET", "/", headers={"Host": SERVER_NAME})
+        connection.request("GET", path, headers={"Host": SERVER_NAME, **(headers or {})})
         response = connection.getresponse()
         response.read()
+        return response
+    finally:
         connection.close()
+
+
+def test_balancer_site_sends_exactly_one_hsts_header(rtcsvc, tmp_path):
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
+    apache = start_balancer(tmp_path, service)
+    try:
+        response = plain_request(apache.ports["http"], "/")
         assert response.status == 200
         assert len(response.msg.get_all("Strict-Transport-Security") or []) == 1
     finally:
@@ -308,3 +321,75 @@ def test_websocket_upgrade_switch_needs_no_wstunnel(tmp_path, rtcsvc):
         asyncio.run(scenario(front))
     finally:
         front.stop()
+
+
+# ---- Tokens stay out of Apache's logs (issue 13, item 4) ---------------------------------------
+
+def invite_shaped_token() -> str:
+    """Looks like an rtcsvc invite token (expiry.base64url); unique, so a log search is exact."""
+    return f"{int(time.time()) + 3600}.{secrets.token_urlsafe(32)}"
+
+
+def apache_logs(apache: ApacheProcess) -> str:
+    """Everything Apache wrote: the sites' access log, Debian's catch-all one, the error log."""
+    return "\n".join(path.read_text(errors="replace")
+                     for path in sorted((apache.server_root / "logs").glob("*.log")))
+
+
+def test_access_log_keeps_no_invite_or_resume_token(deployment):
+    """A socket and a page with ?token=...&resume=... are logged by path alone.
+
+    Without the sites' own query-less CustomLog, their requests go to Debian's
+    other_vhosts_access.log as whole request lines, tokens and Referer included.
+    """
+    front = deployment.front
+    invite = invite_shaped_token()
+
+    async def scenario():
+        alice, welcome = await join(front, "logged", query=f"?token={invite}")
+        alice.transport.abort()
+        alice, resumed = await join(front, "logged",
+                                    query=f"?token={invite}&resume={welcome['resume']}")
+        assert resumed["id"] == welcome["id"] and resumed.get("resumed") is True
+        await alice.close()
+        return welcome["resume"]
+
+    resume = asyncio.run(scenario())
+    link = f"/r/logged?token={invite}"
+    status, _, _ = front.request("GET", link, headers={"Referer": f"{front.origin}{link}"})
+    assert status == 200
+    if front.tls:  # the port-80 site redirects the same link
+        status, headers, _ = front.request("GET", link, port=front.redirect_port, tls=False)
+        assert status == 301 and invite in headers["Location"]
+
+    access_log = front.apache.access_log
+
+    def logged() -> list[str]:
+        text = access_log.read_text(errors="replace") if access_log.exists() else ""
+        return [line for line in text.splitlines() if "/logged" in line]
+
+    # Apache logs an upgraded request when its tunnel ends: both sockets, the page, the redirect.
+    expected = 4 if front.tls else 3
+    wait_for(lambda: len(logged()) >= expected, STEP,
+             f"{expected} requests in {access_log}:\n{apache_logs(front.apache)}")
+    assert sum('"GET /ws/logged HTTP/1.1" 101 ' in line for line in logged()) == 2, logged()
+    assert sum('"GET /r/logged HTTP/1.1" 200 ' in line for line in logged()) == 1, logged()
+    everything = apache_logs(front.apache)
+    assert invite not in everything and resume not in everything
+    assert "token=" not in everything and "resume=" not in everything
+
+
+def test_balancer_access_log_keeps_no_token(rtcsvc, tmp_path):
+    service = rtcsvc(args=["--trusted-proxy", "127.0.0.1"])
+    apache = start_balancer(tmp_path, service)
+    invite, resume = invite_shaped_token(), secrets.token_urlsafe(24)
+    try:
+        assert plain_request(apache.ports["http"], f"/r/logged?token={invite}").status == 200
+        plain_request(apache.ports["http"], f"/ws/logged?token={invite}&resume={resume}")
+        wait_for(lambda: apache.access_log.exists()
+                 and apache.access_log.read_text().count("/logged") == 2,
+                 STEP, f"both requests in {apache.access_log}:\n{apache_logs(apache)}")
+    finally:
+        apache.stop()
+    everything = apache_logs(apache)
+    assert invite not in everything and resume not in everything

@@ -122,6 +122,11 @@ class ApacheProcess:
     def error_log(self) -> Path:
         return self.server_root / "logs" / "error.log"
 
+    @property
+    def access_log(self) -> Path:
+        """Where the shipped site files log (``${APACHE_LOG_DIR}/access.log``)."""
+        return self.server_root / "logs" / "access.log"
+
     @classmethod
     def start(
         cls,
@@ -208,8 +213,13 @@ def _top_level_config(
         f"Mutex file:{root}/mutex default",
         f'ErrorLog "{root}/logs/error.log"',
         "LogLevel warn",
-        'LogFormat "%h %l %u %t \\"%r\\" %>s %b \\"%{Origin}i\\"" rtcsvc_test',
-        f'CustomLog "{root}/logs/access.log" rtcsvc_test',
+        # As Debian's envvars and conf-enabled/other-vhosts-access-log.conf: the site files log
+        # to ${APACHE_LOG_DIR}/access.log themselves; a vhost without its own CustomLog would
+        # land in other_vhosts_access.log, whole request line (%r) and Referer included.
+        f'Define APACHE_LOG_DIR "{root}/logs"',
+        'LogFormat "%v:%p %h %l %u %t \\"%r\\" %>s %O \\"%{Referer}i\\" \\"%{User-Agent}i\\""'
+        " vhost_combined",
+        f'CustomLog "{root}/logs/other_vhosts_access.log" vhost_combined',
         "ServerName 127.0.0.1",
         # A small mpm_event: tests need a handful of connections, not hundreds of threads.
         "StartServers 1",
