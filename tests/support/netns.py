@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tests.support.service import ROOT, TWISTD, stop_process, wait_for
 
@@ -325,6 +326,29 @@ class TestCA:
 
 # ---- deployment layouts: where TURN over TLS on 443 lives -------------------------------------
 
+class Layout(Protocol):
+    """What a deployment layout decides; ``CallNetwork`` asks nothing else of it.
+
+    A layout for rtcsvc carrying TURN on its own 443 ("one-port") would name only
+    ``SITE_NAME`` (``turn443_name = SITE_NAME``, ``tcp443_destinations = [SERVER_ADDRESS]``), add
+    ``turns:chat.test:443?transport=tcp`` to ``turn_urls``, give rtcsvc ``--turn-backend`` in
+    ``rtcsvc_args`` and coturn the matching proxy port in ``coturn_config``, and run nothing in
+    ``prepare_server``. Registered in ``LAYOUTS``, it runs in every profile that lists it.
+    """
+
+    name: str
+    names: list[str]                 # DNS names the certificate covers (first: its subject)
+    turn443_name: str                # the name in the turns: URL on port 443
+    host_map: dict[str, str]         # name -> address, what callers resolve
+    tcp443_destinations: list[str]   # what a 443-only firewall must let through
+    extra_server_addresses: list[str]
+    turn_urls: list[str]             # --turn-url values for rtcsvc
+
+    def coturn_config(self, text: str) -> str: ...
+    def rtcsvc_args(self) -> list[str]: ...
+    def prepare_server(self, server: "Netns", shipped_config: str) -> None: ...
+
+
 class SecondAddressLayout:
     """deploy/README.md's layout behind Apache: coturn's TLS port also on 443 of a second address.
 
@@ -365,7 +389,7 @@ class SecondAddressLayout:
             server.shell(command)
 
 
-LAYOUTS = {SecondAddressLayout.name: SecondAddressLayout}
+LAYOUTS: dict[str, type[Layout]] = {SecondAddressLayout.name: SecondAddressLayout}
 
 
 def _substitute(text: str, replacements: dict[str, str]) -> str:
@@ -459,7 +483,7 @@ class CallNetwork:
     """
 
     topology: Topology
-    layout: object
+    layout: Layout
     stun_only: bool = False
     coturn_full_chain: bool = True
     callers: list = field(default_factory=list)
@@ -610,7 +634,7 @@ class CallNetwork:
         return "\n".join(parts)
 
 
-def _configure_router(caller: Caller, layout) -> None:
+def _configure_router(caller: Caller, layout: Layout) -> None:
     """The caller's router: NAT and firewall for its kind (filter rules on FORWARD)."""
     r = caller.router
     if caller.kind != "open":
