@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.browser import launch, people, playwright_driver, room  # noqa: F401
+from tests.support.browser import audit, launch, people, playwright_driver, room  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,8 @@ def test_choosing_another_camera_and_microphone_mid_call_replaces_what_the_other
     panel = alice.page.get_by_role("complementary", name="Devices")
     camera_picker = panel.get_by_role("combobox", name="Camera")
     mic_picker = panel.get_by_role("combobox", name="Microphone")
+    expect(panel).to_be_visible()
+    audit(alice.page, "the Devices panel")
     cameras = camera_picker.locator("option").evaluate_all("(os) => os.map((o) => [o.value, o.textContent])")
     assert len(cameras) == 2, cameras
     other_camera = next(value for value, label in cameras if label != video["label"])
