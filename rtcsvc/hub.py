@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import Attribute, Interface, implementer
 
 from rtcsvc import messages
@@ -27,16 +28,31 @@ DEFAULT_BACKLOG_LIMIT = 1024
 DEFAULT_BACKLOG_BYTES = 1 << 20
 
 
-class RoomFull(Exception):
+class Refusal(Exception):
+    """Why a hub did not seat a connection (handed to :meth:`IPeerConnection.refused`)."""
+
+
+class RoomFull(Refusal):
     """The room already holds its capacity of members (slots held for resume included)."""
 
 
-class Unavailable(Exception):
+class Unavailable(Refusal):
     """The hub cannot seat anyone now (a shared room store is unreachable): try again later."""
+
+
+class NotResumable(Refusal):
+    """A resume alone (:meth:`IResumingHub.resume`) named no live seat of the room."""
 
 
 class UnknownPeer(Exception):
     """A signal named a recipient who is not a member of the sender's room."""
+
+
+class IMembership(Interface):
+    """A peer's seat in a room, as the adapter holds it between join and leave."""
+
+    id = Attribute("The peer id: opaque, unguessable, unique across the deployment.")
+    room = Attribute("The room (its name, or the hub's own record of it).")
 
 
 class IPeerConnection(Interface):
@@ -48,22 +64,36 @@ class IPeerConnection(Interface):
     def supersede() -> None:
         """Close this connection because a resume moved its session to a newer one."""
 
+    def seated(result: JoinResult) -> None:
+        """The answer to :meth:`IHub.join` (or :meth:`IResumingHub.resume`): a seat."""
 
-class IMembership(Interface):
-    """A peer's seat in a room, as the adapter holds it between join and leave."""
-
-    id = Attribute("The peer id: opaque, unguessable, unique across the deployment.")
-    room = Attribute("The room name.")
+    def refused(reason: Refusal) -> None:
+        """The answer to :meth:`IHub.join` (or :meth:`IResumingHub.resume`): no seat."""
 
 
-class IHub(Interface):
+class IHubStatistics(Interface):
+    """What the site (``/healthz``) and the metrics read of a hub, at request or scrape time."""
+
+    available = Attribute(
+        "Whether joins can be served now (a shared hub is cut off from its store when not); "
+        "/healthz answers 503 while it is false, so a balancer sends new sockets elsewhere."
+    )
+    max_peers = Attribute("Room capacity (sent in welcome and room-full).")
+    room_count = Attribute("Rooms with a seat in this process.")
+    peer_count = Attribute("Seats (live or held for resume) in this process.")
+    signals_relayed = Attribute("Signals handed to recipients so far (one per recipient).")
+
+
+class IHub(IHubStatistics):
     """The room core as the WebSocket adapter sees it."""
 
-    def join(room: str, connection: IPeerConnection, resume_token: str | None = None):
+    def join(room: str, connection: IPeerConnection, resume_token: str | None = None) -> None:
         """
         Seat ``connection`` in ``room``, or give it back its old seat if ``resume_token`` is the
-        live token of a seat in that room. Returns a :class:`JoinResult` (or a Deferred firing
-        with one, for hubs that ask another process); raises or fails with :class:`RoomFull`.
+        live token of a seat in that room. The answer always goes to ``connection``: its
+        :meth:`~IPeerConnection.seated` with a :class:`JoinResult`, or its
+        :meth:`~IPeerConnection.refused` with :class:`RoomFull` or :class:`Unavailable`; at
+        once from a hub in memory, later from one that asks another process.
         """
 
     def signal(member: IMembership, to: str | None, data: bytes) -> None:
@@ -81,11 +111,6 @@ class IHub(Interface):
     def close() -> None:
         """The process is stopping: cancel timers; seats die with the process."""
 
-    available = Attribute(
-        "Whether joins can be served now (a shared hub is cut off from its store when not); "
-        "/healthz answers 503 while it is false, so a balancer sends new sockets elsewhere."
-    )
-
 
 class IResumingHub(Interface):
     """A hub that can resume a session without ever seating a newcomer.
@@ -95,12 +120,11 @@ class IResumingHub(Interface):
     a stale one must not turn into a fresh join, which the room would see as ``peer-joined``.
     """
 
-    def resume(room: str, connection: IPeerConnection, resume_token: str):
+    def resume(room: str, connection: IPeerConnection, resume_token: str) -> None:
         """
         Give ``connection`` back the seat whose live resume token in ``room`` is
-        ``resume_token``, as :meth:`IHub.join` would. Returns the :class:`JoinResult` (or a
-        Deferred firing with one), or ``None`` (or a Deferred firing with ``None``) when no
-        seat has that token, changing nothing.
+        ``resume_token``, answering as :meth:`IHub.join` does; when no seat has that token, the
+        answer is :class:`NotResumable` and nothing changed.
         """
 
 
@@ -111,29 +135,29 @@ class Member:
 
     id: str
     room: Room
-    connection: Any
+    connection: IPeerConnection | None
     token: str
     encoded_id: bytes
-    backlog: deque = field(default_factory=deque)
+    backlog: deque[bytes] = field(default_factory=deque)
     backlog_bytes: int = 0
-    expiry: Any = None
+    expiry: IDelayedCall | None = None
 
 
 @dataclass(eq=False)
 class Room:
     name: str
-    members: dict = field(default_factory=dict)  # peer id -> Member, in join order
+    members: dict[str, Member] = field(default_factory=dict)  # peer id -> Member, join order
 
 
 @dataclass(frozen=True)
 class JoinResult:
     """What the adapter needs to write ``welcome`` and anything queued for a resumed peer."""
 
-    member: Member
-    peers: list
+    member: Any  # an IMembership: the hub's own record, handed back to signal/leave/drop
+    peers: list[str]
     token: str
     resumed: bool
-    backlog: list
+    backlog: list[bytes]
 
 
 def new_peer_id() -> str:
@@ -150,7 +174,7 @@ def new_resume_token() -> str:
 class Hub:
     """The in-memory hub: all rooms of one process."""
 
-    def __init__(self, clock, max_peers: int = 6, resume_grace: float = 30.0,
+    def __init__(self, clock: IReactorTime, max_peers: int = 6, resume_grace: float = 30.0,
                  backlog_limit: int = DEFAULT_BACKLOG_LIMIT,
                  backlog_bytes: int = DEFAULT_BACKLOG_BYTES):
         self._clock = clock
@@ -183,15 +207,18 @@ class Hub:
 
     # -- IHub
 
-    def join(self, room: str, connection, resume_token: str | None = None) -> JoinResult:
-        resumed = self.resume(room, connection, resume_token)
-        if resumed is not None:
-            return resumed
+    def join(self, room: str, connection: IPeerConnection,
+             resume_token: str | None = None) -> None:
+        member = self._resumable(room, resume_token)
+        if member is not None:
+            connection.seated(self._resume(member, connection))
+            return
         found = self._rooms.get(room)
         if found is None:
             found = self._rooms[room] = Room(room)
         elif len(found.members) >= self.max_peers:
-            raise RoomFull(room)
+            connection.refused(RoomFull(room))
+            return
         # 128 random bits make a collision across the deployment negligible without a registry.
         peer_id = new_peer_id()
         member = Member(peer_id, found, connection, "", messages.encode_id(peer_id))
@@ -200,9 +227,9 @@ class Hub:
         for other in found.members.values():
             self._deliver(other, joined)
         found.members[peer_id] = member
-        return JoinResult(member, peers, self._new_token(member), False, [])
+        connection.seated(JoinResult(member, peers, self._new_token(member), False, []))
 
-    def signal(self, member: Member, to: str | None, data: bytes) -> None:
+    def signal(self, member: Member, to: str | None, data: bytes) -> None:  # type: ignore[override]
         members = member.room.members
         if to is None:
             recipients = [m for m in members.values() if m is not member]
@@ -218,10 +245,10 @@ class Hub:
         for recipient in recipients:
             self._deliver(recipient, payload)
 
-    def leave(self, member: Member) -> None:
+    def leave(self, member: Member) -> None:  # type: ignore[override]
         self._remove(member)
 
-    def drop(self, member: Member) -> None:
+    def drop(self, member: Member) -> None:  # type: ignore[override]
         if not self._is_seated(member) or member.connection is None:
             return
         member.connection = None
@@ -239,15 +266,22 @@ class Hub:
 
     # -- IResumingHub
 
-    def resume(self, room: str, connection, resume_token: str | None) -> JoinResult | None:
-        member = self._tokens.get(resume_token) if resume_token else None
-        if member is None or member.room.name != room:
-            return None
-        return self._resume(member, connection)
+    def resume(self, room: str, connection: IPeerConnection, resume_token: str) -> None:
+        member = self._resumable(room, resume_token)
+        if member is None:
+            connection.refused(NotResumable(room))
+        else:
+            connection.seated(self._resume(member, connection))
 
     # -- internals
 
-    def _resume(self, member: Member, connection) -> JoinResult:
+    def _resumable(self, room: str, resume_token: str | None) -> Member | None:
+        member = self._tokens.get(resume_token) if resume_token else None
+        if member is None or member.room.name != room:
+            return None
+        return member
+
+    def _resume(self, member: Member, connection: IPeerConnection) -> JoinResult:
         self._cancel_expiry(member)
         previous, member.connection = member.connection, connection
         if previous is not None:
@@ -306,4 +340,3 @@ class Hub:
         left = messages.peer_left(member.id)
         for other in list(room.members.values()):
             self._deliver(other, left)
-

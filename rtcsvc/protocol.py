@@ -28,7 +28,14 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rtcsvc import messages
-from rtcsvc.hub import IPeerConnection, IResumingHub, RoomFull, Unavailable, UnknownPeer
+from rtcsvc.hub import (
+    IPeerConnection,
+    IResumingHub,
+    NotResumable,
+    RoomFull,
+    Unavailable,
+    UnknownPeer,
+)
 from rtcsvc.invite import room_token_valid
 from rtcsvc.origin import client_key
 from rtcsvc.ratelimit import ClientBuckets, TokenBucket
@@ -191,36 +198,33 @@ class SignalingProtocol(WebSocketServerProtocol):
         # channel still is; most sockets come straight from rtcsvc.listener, with none.)
         self.transport.unregisterProducer()
         self.transport.registerProducer(self, True)
-        # The in-memory hub answers at once; only a remote hub (Redis) returns a Deferred.
-        # Building a Deferred and its callback chain for an answer already there was ~10 % of
-        # rtcsvc's own work per join.
+        # The hub answers through seated() or refused(): at once in memory, later from Redis.
+        # (No Deferred for an answer already there: building one and its callback chain was
+        # ~10 % of rtcsvc's own work per join.)
+        hub = factory.hub
         try:
             if self._invited:
-                result = factory.hub.join(self._room, self, self._resume_token)
+                hub.join(self._room, self, self._resume_token)
             elif self._resume_token is not None and factory.resumes_alone:
                 # The invite may have expired during the call: a live resume token is proof
-                # enough. A stale one gets None (not-invited), never a fresh seat.
-                result = factory.hub.resume(self._room, self, self._resume_token)
+                # enough. A stale one gets NotResumable (not-invited), never a fresh seat.
+                hub.resume(self._room, self, self._resume_token)
             else:
-                result = None
-        except Exception:
-            result = defer.fail()
-        if isinstance(result, defer.Deferred):
-            result.addCallbacks(self._joined, self._not_joined)
-            result.addErrback(lambda f: self._unexpected("joining a room", f))
-            return
-        self._joined(result)
+                self.refused(NotResumable(self._room))
+        except Exception as e:
+            self._unexpected("joining a room", e)
 
-    def _joined(self, result):
-        if result is None:
-            self.factory.refuse("invite")
-            self._kick("not-invited", "This room needs a valid, unexpired invite link.",
-                       CLOSE_NOT_INVITED)
-            return
+    def seated(self, result):
         if self.state != self.STATE_OPEN:
             # The socket died while a remote hub was answering: give the seat back.
             self.factory.hub.drop(result.member)
             return
+        try:
+            self._welcome(result)
+        except Exception as e:
+            self._unexpected("joining a room", e)
+
+    def _welcome(self, result):
         factory = self.factory
         self._member = member = result.member
         now = factory.clock.seconds()
@@ -242,17 +246,22 @@ class SignalingProtocol(WebSocketServerProtocol):
                 room=self._room, peer=member.id, client=self._client,
             )
 
-    def _not_joined(self, failure):
-        if failure.check(Unavailable):
+    def refused(self, reason):
+        if isinstance(reason, NotResumable):
+            self.factory.refuse("invite")
+            self._kick("not-invited", "This room needs a valid, unexpired invite link.",
+                       CLOSE_NOT_INVITED)
+        elif isinstance(reason, Unavailable):
             # A shared hub (Redis) cannot seat anyone now. 1013 is a standard code, which
             # sendClose() refuses, hence the frame.
             self._kicked = True
             self._error("unavailable", "The service cannot seat you right now; try again.")
             self.sendCloseFrame(CLOSE_TRY_AGAIN, b"Try again later.", isReply=False)
-            return None
-        failure.trap(RoomFull)
-        self._kick("room-full", "This room is full.", CLOSE_ROOM_FULL,
-                   maxPeers=self.factory.hub.max_peers)
+        elif isinstance(reason, RoomFull):
+            self._kick("room-full", "This room is full.", CLOSE_ROOM_FULL,
+                       maxPeers=self.factory.hub.max_peers)
+        else:
+            self._unexpected("joining a room", reason)
 
     def _refresh_ice(self):
         factory = self.factory

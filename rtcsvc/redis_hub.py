@@ -37,6 +37,8 @@ from rtcsvc.hub import (
     IMembership,
     IResumingHub,
     JoinResult,
+    NotResumable,
+    Refusal,
     RoomFull,
     Unavailable,
     UnknownPeer,
@@ -311,14 +313,29 @@ class RedisHub:
     # -- IHub
 
     def join(self, room: str, connection, resume_token: str | None = None):
-        return self._join(room, connection, resume_token or "", False)
+        self._answer(connection, self._join(room, connection, resume_token or "", False))
 
     def resume(self, room: str, connection, resume_token: str):
         """The resume half of :meth:`join` alone, in the same script: a token that is not live
-        in ``room`` fires the Deferred with ``None``, and Redis changed nothing."""
+        in ``room`` is answered NotResumable, and Redis changed nothing."""
         if not resume_token:
-            return defer.succeed(None)
-        return self._join(room, connection, resume_token, True)
+            connection.refused(NotResumable(room))
+            return
+        self._answer(connection, self._join(room, connection, resume_token, True))
+
+    def _answer(self, connection, d):
+        def answered(result):
+            if result is None:
+                connection.refused(NotResumable(""))
+            else:
+                connection.seated(result)
+
+        def failed(failure):
+            failure.trap(Refusal)
+            connection.refused(failure.value)
+
+        d.addCallbacks(answered, failed)
+        d.addErrback(lambda f: _log.failure("answering a join", f))
 
     def _join(self, room: str, connection, resume_token: str, only: bool):
         if not self.available:

@@ -26,7 +26,7 @@ from rtcsvc import messages
 from rtcsvc.hub import Hub, UnknownPeer
 from tests.support import rawws
 from tests.support.rawws import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, frame
-from tests.support.peers import RecordingConnection
+from tests.support.peers import RecordingConnection, join
 from tests.support.service import RtcsvcProcess, wait_for
 
 # -- strategies
@@ -166,9 +166,9 @@ def test_the_handler_answers_any_json_with_a_relay_from_the_sender_or_bad_messag
         payload = json.dumps(value).encode("utf-8", "surrogatepass")
     hub = Hub(Clock())
     a, b, c = RecordingConnection(), RecordingConnection(), RecordingConnection()
-    sender = hub.join("room", a).member
-    partner = hub.join("room", b).member
-    hub.join("elsewhere", c)
+    sender = join(hub, "room", a).member
+    partner = join(hub, "room", b).member
+    join(hub, "elsewhere", c)
     a.payloads.clear()
     b.payloads.clear()
     try:

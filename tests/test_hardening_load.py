@@ -17,15 +17,15 @@ from twisted.internet.task import Clock
 from rtcsvc.hub import Hub
 from tests.support import rawws
 from tests.support.rawws import Closed, HandshakeRefused, RawWebSocket, text_frame
-from tests.support.peers import RecordingConnection
+from tests.support.peers import RecordingConnection, join
 from tests.support.service import wait_for
 
 
 def test_an_absent_peers_queue_is_bounded_in_bytes_then_its_seat_is_freed():
     """A dropped peer's queue holds at most backlog_bytes; past that it counts as gone."""
     hub = Hub(Clock(), backlog_bytes=100_000)
-    sender = hub.join("room", RecordingConnection()).member
-    absent = hub.join("room", RecordingConnection()).member
+    sender = join(hub, "room", RecordingConnection()).member
+    absent = join(hub, "room", RecordingConnection()).member
     hub.drop(absent)
     data = b'"' + b"x" * 10_000 + b'"'
     for _ in range(9):

@@ -9,6 +9,7 @@ from zope.interface.verify import verifyObject
 
 from rtcsvc.hub import Hub, IHub, RoomFull, UnknownPeer
 from tests.support.peers import RecordingConnection as Connection
+from tests.support.peers import join
 
 
 def make_hub(**kwargs):
@@ -24,9 +25,9 @@ def test_hub_provides_the_hub_interface():
 def test_join_lists_earlier_members_in_join_order_and_announces_the_newcomer():
     hub, _ = make_hub()
     a, b, c = Connection(), Connection(), Connection()
-    ra = hub.join("room", a)
-    rb = hub.join("room", b)
-    rc = hub.join("room", c)
+    ra = join(hub, "room", a)
+    rb = join(hub, "room", b)
+    rc = join(hub, "room", c)
     assert ra.peers == []
     assert rb.peers == [ra.member.id]
     assert rc.peers == [ra.member.id, rb.member.id]
@@ -38,7 +39,7 @@ def test_join_lists_earlier_members_in_join_order_and_announces_the_newcomer():
 
 def test_peer_ids_and_tokens_are_long_random_and_distinct():
     hub, _ = make_hub(max_peers=64)
-    results = [hub.join("room", Connection()) for _ in range(50)]
+    results = [join(hub, "room", Connection()) for _ in range(50)]
     ids = {r.member.id for r in results}
     tokens = {r.token for r in results}
     assert len(ids) == 50 and len(tokens) == 50
@@ -49,17 +50,17 @@ def test_peer_ids_and_tokens_are_long_random_and_distinct():
 
 def test_a_full_room_refuses_the_next_member():
     hub, _ = make_hub(max_peers=2)
-    hub.join("room", Connection())
-    hub.join("room", Connection())
+    join(hub, "room", Connection())
+    join(hub, "room", Connection())
     with pytest.raises(RoomFull):
-        hub.join("room", Connection())
-    hub.join("other", Connection())  # capacity is per room
+        join(hub, "room", Connection())
+    join(hub, "other", Connection())  # capacity is per room
 
 
 def test_addressed_signal_reaches_only_its_recipient_with_the_senders_id():
     hub, _ = make_hub()
     a, b, c = Connection(), Connection(), Connection()
-    ra, rb, _rc = (hub.join("room", x) for x in (a, b, c))
+    ra, rb, _rc = (join(hub, "room", x) for x in (a, b, c))
     a.received.clear(); b.received.clear(); c.received.clear()
     hub.signal(ra.member, rb.member.id, b'{"sdp":"v=0"}')
     assert b.received == [{"type": "signal", "from": ra.member.id, "data": {"sdp": "v=0"}}]
@@ -69,10 +70,10 @@ def test_addressed_signal_reaches_only_its_recipient_with_the_senders_id():
 def test_signal_without_recipient_reaches_every_other_member_of_the_room_only():
     hub, _ = make_hub()
     a, b, c, outsider = Connection(), Connection(), Connection(), Connection()
-    ra = hub.join("room", a)
-    hub.join("room", b)
-    hub.join("room", c)
-    hub.join("elsewhere", outsider)
+    ra = join(hub, "room", a)
+    join(hub, "room", b)
+    join(hub, "room", c)
+    join(hub, "elsewhere", outsider)
     hub.signal(ra.member, None, b"[1,2]")
     for conn in (b, c):
         assert conn.of_type("signal") == [{"type": "signal", "from": ra.member.id, "data": [1, 2]}]
@@ -82,8 +83,8 @@ def test_signal_without_recipient_reaches_every_other_member_of_the_room_only():
 
 def test_signal_to_a_stranger_or_to_oneself_is_an_unknown_peer():
     hub, _ = make_hub()
-    ra = hub.join("room", Connection())
-    other_room = hub.join("elsewhere", Connection())
+    ra = join(hub, "room", Connection())
+    other_room = join(hub, "elsewhere", Connection())
     with pytest.raises(UnknownPeer):
         hub.signal(ra.member, other_room.member.id, b"1")
     with pytest.raises(UnknownPeer):
@@ -95,8 +96,8 @@ def test_signal_to_a_stranger_or_to_oneself_is_an_unknown_peer():
 def test_leave_tells_the_room_at_once_and_empties_it():
     hub, _ = make_hub()
     a, b = Connection(), Connection()
-    ra = hub.join("room", a)
-    rb = hub.join("room", b)
+    ra = join(hub, "room", a)
+    rb = join(hub, "room", b)
     hub.leave(rb.member)
     assert a.received[-1] == {"type": "peer-left", "id": rb.member.id}
     hub.leave(ra.member)
@@ -107,8 +108,8 @@ def test_leave_tells_the_room_at_once_and_empties_it():
 def test_a_dropped_peer_keeps_its_seat_until_the_grace_period_ends():
     hub, clock = make_hub(resume_grace=30)
     a, b = Connection(), Connection()
-    hub.join("room", a)
-    rb = hub.join("room", b)
+    join(hub, "room", a)
+    rb = join(hub, "room", b)
     hub.drop(rb.member)
     clock.advance(29)
     assert a.of_type("peer-left") == []
@@ -121,14 +122,14 @@ def test_a_dropped_peer_keeps_its_seat_until_the_grace_period_ends():
 def test_resume_gives_back_the_seat_and_queued_signals_in_order_without_telling_the_room():
     hub, clock = make_hub(resume_grace=30)
     a, b = Connection(), Connection()
-    ra = hub.join("room", a)
-    rb = hub.join("room", b)
+    ra = join(hub, "room", a)
+    rb = join(hub, "room", b)
     hub.drop(rb.member)
     for n in range(5):
         hub.signal(ra.member, rb.member.id, str(n).encode())
     clock.advance(10)
     b2 = Connection()
-    resumed = hub.join("room", b2, rb.token)
+    resumed = join(hub, "room", b2, rb.token)
     assert resumed.resumed and resumed.member is rb.member
     assert resumed.peers == [ra.member.id]
     assert [orjson.loads(p)["data"] for p in resumed.backlog] == [0, 1, 2, 3, 4]
@@ -142,38 +143,38 @@ def test_resume_gives_back_the_seat_and_queued_signals_in_order_without_telling_
 
 def test_a_resume_token_works_once_and_only_in_its_room():
     hub, _ = make_hub()
-    ra = hub.join("room", Connection())
+    ra = join(hub, "room", Connection())
     hub.drop(ra.member)
-    elsewhere = hub.join("other", Connection(), ra.token)
+    elsewhere = join(hub, "other", Connection(), ra.token)
     assert not elsewhere.resumed and elsewhere.member.id != ra.member.id
-    first = hub.join("room", Connection(), ra.token)
+    first = join(hub, "room", Connection(), ra.token)
     assert first.resumed
-    again = hub.join("room", Connection(), ra.token)
+    again = join(hub, "room", Connection(), ra.token)
     assert not again.resumed and again.member.id != ra.member.id
 
 
 def test_resume_while_the_old_socket_looks_alive_supersedes_it():
     hub, _ = make_hub()
     a, a2 = Connection(), Connection()
-    ra = hub.join("room", a)
-    result = hub.join("room", a2, ra.token)
+    ra = join(hub, "room", a)
+    result = join(hub, "room", a2, ra.token)
     assert result.resumed and a.superseded
 
 
 def test_a_stale_token_after_the_grace_period_gets_a_fresh_seat():
     hub, clock = make_hub(resume_grace=5)
-    ra = hub.join("room", Connection())
+    ra = join(hub, "room", Connection())
     hub.drop(ra.member)
     clock.advance(6)
-    fresh = hub.join("room", Connection(), ra.token)
+    fresh = join(hub, "room", Connection(), ra.token)
     assert not fresh.resumed and fresh.member.id != ra.member.id
 
 
 def test_an_absent_peer_whose_queue_overflows_loses_its_seat():
     hub, _ = make_hub(backlog_limit=3)
     a = Connection()
-    ra = hub.join("room", a)
-    rb = hub.join("room", Connection())
+    ra = join(hub, "room", a)
+    rb = join(hub, "room", Connection())
     hub.drop(rb.member)
     for n in range(3):
         hub.signal(ra.member, rb.member.id, b"1")
@@ -184,7 +185,7 @@ def test_an_absent_peer_whose_queue_overflows_loses_its_seat():
 
 def test_close_cancels_grace_timers():
     hub, clock = make_hub()
-    ra = hub.join("room", Connection())
+    ra = join(hub, "room", Connection())
     hub.drop(ra.member)
     hub.close()
     assert clock.getDelayedCalls() == []
@@ -219,7 +220,7 @@ def test_property_signals_stay_in_their_room_and_arrive_in_order_exactly_once(sc
 
     def connect(seat_or_none, room, token=None):
         conn = Connection()
-        result = hub.join(room, conn, token)
+        result = join(hub, room, conn, token)
         if result.resumed:
             seat = seat_or_none
             seat["received"].extend(orjson.loads(p) for p in result.backlog)

@@ -14,15 +14,22 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
 
-from rtcsvc.hub import IHub, IResumingHub, RoomFull, Unavailable, UnknownPeer
+from rtcsvc.hub import IHub, IResumingHub, NotResumable, RoomFull, Unavailable, UnknownPeer
 from rtcsvc.redis_hub import RedisHub, parse_redis_url
 from tests.support.peers import RecordingConnection as Connection
+from tests.support.peers import joining
 from tests.support.redis import RedisServer
 from tests.support.service import free_port
 
 pytestmark = [
     pytest.mark.slow,
 ]
+
+
+def refusal(hub, room, connection, token):
+    """A Deferred with the type of the refusal of a resume alone (None if it seated)."""
+    d = joining(hub, room, connection, token, resume_only=True)
+    return d.addCallbacks(lambda _: None, lambda failure: type(failure.value))
 
 
 def sleep(seconds):
@@ -73,7 +80,7 @@ def test_redis_hub_provides_the_hub_interface(hubs):
 @pytest_twisted.inlineCallbacks
 def test_concurrent_joins_from_two_processes_never_exceed_capacity(hubs):
     a, b = yield hubs(2, max_peers=3)
-    attempts = [hub.join("race", Connection()) for _ in range(5) for hub in (a, b)]
+    attempts = [joining(hub, "race", Connection()) for _ in range(5) for hub in (a, b)]
     results = yield defer.DeferredList(attempts, consumeErrors=True)
     welcomed = [r for ok, r in results if ok]
     full = [r for ok, r in results if not ok]
@@ -84,8 +91,8 @@ def test_concurrent_joins_from_two_processes_never_exceed_capacity(hubs):
 @pytest_twisted.inlineCallbacks
 def test_unknown_peer_is_answered_from_the_local_view_of_the_room(hubs):
     a, b = yield hubs(2)
-    ra = yield a.join("room", Connection())
-    rb = yield b.join("room", Connection())
+    ra = yield joining(a, "room", Connection())
+    rb = yield joining(b, "room", Connection())
     yield until(lambda: rb.member.id in a.members_of("room"), what="peer-joined on a")
     a.signal(ra.member, rb.member.id, b'"ok"')  # the peer on the other process is known
     with pytest.raises(UnknownPeer):
@@ -98,8 +105,8 @@ def test_unknown_peer_is_answered_from_the_local_view_of_the_room(hubs):
 def test_a_queue_over_its_bound_frees_the_dropped_seat(hubs):
     a, b = yield hubs(2, backlog_limit=5)
     sender = Connection()
-    rs = yield a.join("room", sender)
-    rd = yield b.join("room", Connection())
+    rs = yield joining(a, "room", sender)
+    rd = yield joining(b, "room", Connection())
     b.drop(rd.member)
     yield sleep(0.2)
     for i in range(6):
@@ -114,8 +121,8 @@ def test_a_queue_over_its_bound_frees_the_dropped_seat(hubs):
 def test_a_queue_over_its_byte_bound_frees_the_dropped_seat(hubs):
     a, b = yield hubs(2, backlog_bytes=50_000)
     sender = Connection()
-    rs = yield a.join("room", sender)
-    rd = yield b.join("room", Connection())
+    rs = yield joining(a, "room", sender)
+    rd = yield joining(b, "room", Connection())
     b.drop(rd.member)
     yield sleep(0.2)
     data = b'"' + b"x" * 10_000 + b'"'
@@ -134,8 +141,8 @@ def test_a_queue_over_its_byte_bound_frees_the_dropped_seat(hubs):
 def test_the_grace_period_running_out_sends_peer_left(hubs):
     a, b = yield hubs(2, resume_grace=0.5)
     other = Connection()
-    yield a.join("room", other)
-    rd = yield b.join("room", Connection())
+    yield joining(a, "room", other)
+    rd = yield joining(b, "room", Connection())
     b.drop(rd.member)
     yield sleep(0.3)
     assert other.of_type("peer-left") == []
@@ -146,11 +153,11 @@ def test_the_grace_period_running_out_sends_peer_left(hubs):
 def test_resume_on_the_same_process_supersedes_a_half_open_socket(hubs):
     a, b = yield hubs(2)
     other = Connection()
-    ro = yield b.join("room", other)
+    ro = yield joining(b, "room", other)
     old = Connection()
-    first = yield a.join("room", old)
+    first = yield joining(a, "room", old)
     new = Connection()
-    again = yield a.join("room", new, first.token)
+    again = yield joining(a, "room", new, first.token)
     assert again.resumed and again.member.id == first.member.id
     assert old.superseded
     b.signal(ro.member, first.member.id, b'"to the new socket"')
@@ -163,13 +170,13 @@ def test_resume_on_the_same_process_supersedes_a_half_open_socket(hubs):
 def test_a_resume_moves_the_seat_and_the_old_process_lets_go(hubs):
     a, b = yield hubs(2)
     other = Connection()
-    ro = yield b.join("room", other)
-    first = yield a.join("room", Connection())
+    ro = yield joining(b, "room", other)
+    first = yield joining(a, "room", Connection())
     a.drop(first.member)
     yield sleep(0.1)
     b.signal(ro.member, first.member.id, b'"queued"')
     yield sleep(0.1)
-    moved = yield b.join("room", Connection(), first.token)
+    moved = yield joining(b, "room", Connection(), first.token)
     assert moved.resumed and [orjson.loads(p) for p in moved.backlog] == [
         {"type": "signal", "from": ro.member.id, "data": "queued"}]
     yield until(lambda: a.peer_count == 0, what="process a forgetting the seat")
@@ -187,13 +194,13 @@ def test_redis_hub_resumes_without_a_join(hubs):
 def test_resume_alone_moves_a_live_seat_with_its_queue_and_the_room_sees_nothing(hubs):
     a, b = yield hubs(2)
     other = Connection()
-    ro = yield b.join("room", other)
-    first = yield a.join("room", Connection())
+    ro = yield joining(b, "room", other)
+    first = yield joining(a, "room", Connection())
     a.drop(first.member)
     yield sleep(0.1)
     b.signal(ro.member, first.member.id, b'"queued"')
     yield sleep(0.1)
-    moved = yield b.resume("room", Connection(), first.token)
+    moved = yield joining(b, "room", Connection(), first.token, resume_only=True)
     assert moved.resumed and moved.member.id == first.member.id
     assert moved.peers == [ro.member.id]
     assert [orjson.loads(p) for p in moved.backlog] == [
@@ -206,14 +213,14 @@ def test_resume_alone_moves_a_live_seat_with_its_queue_and_the_room_sees_nothing
 def test_resume_alone_with_a_stale_token_is_none_and_seats_nobody(hubs, redis):
     a, b = yield hubs(2)
     other = Connection()
-    ro = yield b.join("room", other)
-    first = yield a.join("room", Connection())
-    again = yield a.join("room", Connection(), first.token)  # first.token is now used up
+    ro = yield joining(b, "room", other)
+    first = yield joining(a, "room", Connection())
+    again = yield joining(a, "room", Connection(), first.token)  # first.token is now used up
     keys = redis.command("DBSIZE")
     for stale in (first.token, "never-a-token", ""):
         for hub in (a, b):
             newcomer = Connection()
-            assert (yield hub.resume("room", newcomer, stale)) is None
+            assert (yield refusal(hub, "room", newcomer, stale)) is NotResumable
             assert newcomer.received == [] and not newcomer.superseded
     yield sleep(0.2)
     assert redis.command("ZCARD", "rtcsvc:room:room") == b":2"
@@ -227,13 +234,13 @@ def test_resume_alone_with_a_stale_token_is_none_and_seats_nobody(hubs, redis):
 def test_resume_alone_with_a_token_of_another_room_is_none_and_changes_nothing(hubs, redis):
     a, b = yield hubs(2)
     elsewhere = Connection()
-    first = yield a.join("open-one", elsewhere)
+    first = yield joining(a, "open-one", elsewhere)
     a.drop(first.member)
     yield sleep(0.1)
-    assert (yield b.resume("team", Connection(), first.token)) is None
+    assert (yield refusal(b, "team", Connection(), first.token)) is NotResumable
     assert b.room_count == 0 and redis.command("EXISTS", "rtcsvc:room:team") == b":0"
     # The token was not spent: it still resumes its own room.
-    back = yield b.resume("open-one", Connection(), first.token)
+    back = yield joining(b, "open-one", Connection(), first.token, resume_only=True)
     assert back.resumed and back.member.id == first.member.id
 
 
@@ -241,8 +248,8 @@ def test_resume_alone_with_a_token_of_another_room_is_none_and_changes_nothing(h
 def test_the_peers_of_a_process_that_stops_heartbeating_leave(hubs):
     a, b = yield hubs(2, lease_ttl=0.9)
     watcher = Connection()
-    yield a.join("room", watcher)
-    rb = yield b.join("room", Connection())
+    yield joining(a, "room", watcher)
+    rb = yield joining(b, "room", Connection())
     # Process b "dies": no more heartbeats, connections cut, nothing cleaned up.
     b._heartbeat.stop()
     for factory in b._factories:
@@ -257,7 +264,7 @@ def test_joins_fail_with_unavailable_when_redis_is_unreachable():
     hub.start()
     try:
         with pytest.raises(Unavailable):
-            yield hub.join("room", Connection())
+            yield joining(hub, "room", Connection())
     finally:
         hub.close()
         yield hub.stop()
