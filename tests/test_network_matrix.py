@@ -12,13 +12,16 @@ caller's candidate address (only the documented ``client=`` of a join line), and
 reports the browsers send carry no address at all.
 
 ``layout`` is where TURN over TLS on 443 lives: ``second-address`` is deploy/README.md's layout
-behind Apache (coturn's TLS on 443 of a second address). Profiles that need 443 run per layout.
+behind Apache (coturn's TLS on 443 of a second address), ``one-port`` its layout without Apache
+(rtcsvc's own 443 passes TURN to coturn's proxy port). Profiles that need 443 run per layout and
+assert a TLS relay from that layout's ``turns:<name>:443`` URL.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -26,7 +29,8 @@ from typing import Callable
 import pytest
 
 from tests.support.browser import Participant, playwright_driver, room  # noqa: F401  (fixtures)
-from tests.support.netns import LAYOUTS, CallNetwork, Topology, leftover_namespaces
+from tests.support.netns import (LAYOUTS, PUBLIC_GATEWAY, SERVER_ADDRESS, SITE_NAME, CallNetwork,
+                                  Topology, leftover_namespaces)
 from tests.support.service import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.netmatrix]
@@ -69,6 +73,7 @@ async () => {
       const remote = stats.get(pair.remoteCandidateId) || {};
       entry.pair = {
         local: local.candidateType, relayProtocol: local.relayProtocol || null,
+        url: local.url || null,  // the STUN/TURN URL the local candidate came from: a name
         protocol: local.protocol, remote: remote.candidateType,
         state: pair.state, bytesReceived: pair.bytesReceived, bytesSent: pair.bytesSent,
       };
@@ -92,20 +97,27 @@ class StrictTLS:
         return self._browser.new_context(**options)
 
 
-# ---- what each profile expects of a selected pair -----------------------------------------------
+# ---- what each profile expects of a selected pair (in a layout) ----------------------------------
 
-def host_pair(pair):
+def host_pair(pair, layout):
     return pair["local"] == "host" and pair["remote"] == "host"
 
 
 def relay_over(protocol):
-    def check(pair):
+    def check(pair, layout):
         return pair["local"] == "relay" and pair["relayProtocol"] == protocol
     check.__name__ = f"relay_over_{protocol}"
     return check
 
 
-def through_a_relay_over_udp(pair):
+def relay_over_tls_on_443(pair, layout):
+    """A TLS relay from the layout's turns: URL on port 443: turn443.chat.test (second
+    address) or the site's own name (one-port)."""
+    return (pair["local"] == "relay" and pair["relayProtocol"] == "tls"
+            and pair["url"] == layout.turns443_url)
+
+
+def through_a_relay_over_udp(pair, layout):
     """Symmetric NAT on both sides: one side's relay is enough (relay <-> peer-reflexive)."""
     if pair["local"] == "relay":
         return pair["relayProtocol"] == "udp"
@@ -117,7 +129,7 @@ class Profile:
     """Both callers sit behind a router of ``kind``; the call must settle on ``expected``."""
 
     kind: str
-    expected: Callable[[dict], bool]
+    expected: Callable[[dict, object], bool]   # (selected pair, layout)
     path: str                      # what the app's setup report must say: direct or relay
     layouts: tuple[str, ...] = ("second-address",)
     proxy_credentials: tuple[str, str] | None = None
@@ -129,11 +141,11 @@ PROFILES = {
     "open": Profile("open", host_pair, "direct"),
     "symmetric-nat": Profile("symmetric-nat", through_a_relay_over_udp, "relay"),
     "udp-blocked": Profile("udp-blocked", relay_over("tcp"), "relay"),
-    "tcp443-only": Profile("tcp443-only", relay_over("tls"), "relay", tuple(LAYOUTS)),
-    "proxy": Profile("proxy", relay_over("tls"), "relay", tuple(LAYOUTS)),
+    "tcp443-only": Profile("tcp443-only", relay_over_tls_on_443, "relay", tuple(LAYOUTS)),
+    "proxy": Profile("proxy", relay_over_tls_on_443, "relay", tuple(LAYOUTS)),
     # Chromium has no flag for proxy credentials; Playwright answers the page's 407 as a
     # person would, and Chromium reuses them for the TURN tunnel.
-    "proxy-auth": Profile("proxy", relay_over("tls"), "relay", tuple(LAYOUTS), PROXY_USER),
+    "proxy-auth": Profile("proxy", relay_over_tls_on_443, "relay", tuple(LAYOUTS), PROXY_USER),
 }
 
 
@@ -215,7 +227,7 @@ class CallUnderTest:
             last = self.pairs()
             ok = all(
                 len(entries) == 1 and entries[0]["connection"] == "connected"
-                and entries[0]["pair"] is not None and expected(entries[0]["pair"])
+                and entries[0]["pair"] is not None and expected(entries[0]["pair"], self.net.layout)
                 and entries[0]["pair"]["bytesReceived"] > 0
                 for entries in last.values()
             )
@@ -298,6 +310,12 @@ def test_call_connects_with_the_expected_candidate_pair(call, name, layout):
         assert_relayed_through_the_proxy(c, c.net.layout.turn443_name, profile.proxy_credentials)
 
 
+def tcp_turn_ports(layout) -> set[int]:
+    """The ports of the layout's TURN URLs over TCP or TLS."""
+    return {int(m.group(1)) for url in layout.turn_urls
+            if (m := re.match(r"turns?:[^:]+:(\d+)\?transport=tcp$", url))}
+
+
 def assert_relayed_through_the_proxy(c: CallUnderTest, turn443_name: str, credentials) -> None:
     """squid tunnelled TURN over TLS to 443 by name, and refused CONNECT to TURN's other ports.
 
@@ -313,8 +331,13 @@ def assert_relayed_through_the_proxy(c: CallUnderTest, turn443_name: str, creden
         except TimeoutError:
             pytest.fail(c.explain(f"{caller.label}: no {wanted}"))
         tunnels = caller.proxy.tunnels()
-        refused = {t for t in tunnels if t.endswith((":3478", ":5349"))}
-        assert refused and all(t.startswith("TCP_DENIED/403") for t in refused), tunnels
+        # TURN over TCP to any other port (3478, 5349) is refused: TCP_DENIED/403, or
+        # TCP_DENIED_ABORTED/403 when the browser gave up first. (The one-port layout offers
+        # no other TCP port.)
+        other_ports = tuple(f":{p}" for p in tcp_turn_ports(c.net.layout) if p != 443)
+        refused = {t for t in tunnels if other_ports and t.endswith(other_ports)}
+        assert bool(refused) == bool(other_ports), tunnels
+        assert all(re.match(r"TCP_DENIED\S*/403 ", t) for t in refused), tunnels
         if credentials is not None:
             # The proxy did ask (407), and the TURN tunnel went through as that user.
             assert any(t.startswith("TCP_DENIED/407") for t in tunnels), tunnels
@@ -374,3 +397,61 @@ def test_turn_over_tls_needs_the_full_chain(call):
         assert "tcp" in protocols and "tls" not in protocols, c.explain(f"{person.name}: {protocols}")
         errors = person.page.evaluate("window.__netmatrixIceErrors")
         assert any(e.startswith("turns:") for e in errors), errors
+
+
+# ---- the one-port layout's server side, without browsers -----------------------------------------
+
+# A Binding request over TLS to host:443 with no ALPN (as Chromium's TURN client), checking the
+# certificate against the test root; prints the XOR-MAPPED-ADDRESS coturn answers with.
+STUN_OVER_TLS = """
+import os, socket, ssl, struct, sys
+address, name, cafile = sys.argv[1:4]
+context = ssl.create_default_context(cafile=cafile)
+request = struct.pack("!HHI12s", 1, 0, 0x2112A442, os.urandom(12))
+with socket.create_connection((address, 443), timeout=5) as raw:
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(request)
+        reply = b""
+        while len(reply) < 20 or len(reply) < 20 + struct.unpack("!H", reply[2:4])[0]:
+            chunk = tls.recv(4096)
+            if not chunk:
+                sys.exit("closed before a full answer")
+            reply += chunk
+assert reply[8:20] == request[8:20], "not our transaction"
+body, at = reply[20:], 0
+while at + 4 <= len(body):
+    kind, length = struct.unpack("!HH", body[at:at + 4])
+    if kind == 0x0020:  # XOR-MAPPED-ADDRESS, IPv4
+        packed = bytes(a ^ b for a, b in zip(body[at + 8:at + 12], bytes.fromhex("2112A442")))
+        print(socket.inet_ntoa(packed))
+        sys.exit(0)
+    at += 4 + (length + 3) // 4 * 4
+sys.exit("no XOR-MAPPED-ADDRESS")
+"""
+
+TCP_CONNECTS = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+except OSError:
+    sys.exit(1)
+"""
+
+
+def test_one_port_coturn_takes_tcp_only_through_rtcsvc(topology):
+    """The one-port layout's server side as shipped (turnserver.conf + turnserver-one-port.conf,
+    its nft lines run as written): coturn listens on TCP only at its proxy port, which nobody
+    outside the host reaches; STUN over TLS to the site's own name and port 443 is answered by
+    coturn through rtcsvc, with the caller's own address (the PROXY header's)."""
+    net = CallNetwork(topology, LAYOUTS["one-port"]())
+    proxy_port = net.layout.coturn_tls_port
+    listening = net.server.run("ss", "-Hlntp").stdout.splitlines()
+    coturn_tcp = {line.split()[3].rsplit(":", 1)[1] for line in listening if "turnserver" in line}
+    assert coturn_tcp == {str(proxy_port)}, listening
+    assert net.server.run(sys.executable, "-c", TCP_CONNECTS, "127.0.0.1", str(proxy_port),
+                          check=False).returncode == 0
+    assert net.pub.run(sys.executable, "-c", TCP_CONNECTS, SERVER_ADDRESS, str(proxy_port),
+                       check=False).returncode == 1, "coturn's proxy port is reachable from outside"
+    answer = net.pub.run(sys.executable, "-c", STUN_OVER_TLS, SERVER_ADDRESS, SITE_NAME,
+                         str(net.ca.ca_pem))
+    assert answer.stdout.strip() == PUBLIC_GATEWAY, answer

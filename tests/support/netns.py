@@ -329,11 +329,8 @@ class TestCA:
 class Layout(Protocol):
     """What a deployment layout decides; ``CallNetwork`` asks nothing else of it.
 
-    A layout for rtcsvc carrying TURN on its own 443 ("one-port") would name only
-    ``SITE_NAME`` (``turn443_name = SITE_NAME``, ``tcp443_destinations = [SERVER_ADDRESS]``), add
-    ``turns:chat.test:443?transport=tcp`` to ``turn_urls``, give rtcsvc ``--turn-backend`` in
-    ``rtcsvc_args`` and coturn the matching proxy port in ``coturn_config``, and run nothing in
-    ``prepare_server``. Registered in ``LAYOUTS``, it runs in every profile that lists it.
+    Two are registered in ``LAYOUTS``: ``second-address`` (behind Apache) and ``one-port``
+    (rtcsvc carries TURN on its own 443). A profile runs in every layout it lists.
     """
 
     name: str
@@ -343,6 +340,9 @@ class Layout(Protocol):
     tcp443_destinations: list[str]   # what a 443-only firewall must let through
     extra_server_addresses: list[str]
     turn_urls: list[str]             # --turn-url values for rtcsvc
+    stun_url: str                    # --ice-server value for rtcsvc
+    turns443_url: str                # the turns: URL on port 443 a TLS relay must come from
+    coturn_tls_port: int             # where coturn takes those TLS relay connections
 
     def coturn_config(self, text: str) -> str: ...
     def rtcsvc_args(self) -> list[str]: ...
@@ -371,6 +371,10 @@ class SecondAddressLayout:
         f"turns:{TURN_NAME}:5349?transport=tcp",
         f"turns:{TURN443_NAME}:443?transport=tcp",
     ]
+    stun_url = f"stun:{TURN_NAME}:3478"
+    turns443_url = f"turns:{TURN443_NAME}:443?transport=tcp"
+    #: Where TLS relay connections reach coturn: its TLS port, straight from the caller.
+    coturn_tls_port = 5349
 
     def coturn_config(self, text: str) -> str:
         """Uncomment the second ``listening-ip``, as turnserver.conf says to."""
@@ -389,7 +393,59 @@ class SecondAddressLayout:
             server.shell(command)
 
 
-LAYOUTS: dict[str, type[Layout]] = {SecondAddressLayout.name: SecondAddressLayout}
+class OnePortLayout:
+    """deploy/README.md's layout without Apache: one name, one port for everything.
+
+    rtcsvc's own TLS listener on 443 of the site's address also carries TURN
+    (``--turn-backend``): after TLS, a connection that speaks STUN goes to coturn's
+    ``tcp-proxy-port`` on loopback with a PROXY v2 header. coturn runs turnserver.conf with
+    ``deploy/coturn/turnserver-one-port.conf`` appended as shipped, and that file's nftables
+    lines (the proxy port reachable from loopback only) run as written. A 443-only caller
+    needs exactly TCP 443 to ``chat.test``; UDP 3478 stays for the rest.
+    """
+
+    name = "one-port"
+    names = [SITE_NAME]
+    turn443_name = SITE_NAME
+    host_map = {SITE_NAME: SERVER_ADDRESS}
+    tcp443_destinations = [SERVER_ADDRESS]
+    extra_server_addresses: list[str] = []
+    #: coturn has no TCP/TLS listener of its own with tcp-proxy-port: no turn:...tcp, no 5349.
+    turn_urls = [
+        f"turn:{SITE_NAME}:3478?transport=udp",
+        f"turns:{SITE_NAME}:443?transport=tcp",
+    ]
+    stun_url = f"stun:{SITE_NAME}:3478"
+    turns443_url = f"turns:{SITE_NAME}:443?transport=tcp"
+    shipped = DEPLOY_COTURN / "turnserver-one-port.conf"
+
+    def __init__(self):
+        text = self.shipped.read_text()
+        ports = re.findall(r"(?m)^tcp-proxy-port=(\d+)$", text)
+        assert len(ports) == 1, f"{self.shipped.name}: tcp-proxy-port lines {ports}"
+        #: Where TLS relay connections reach coturn: its proxy port, through rtcsvc.
+        self.coturn_tls_port = int(ports[0])
+
+    def coturn_config(self, text: str) -> str:
+        """turnserver.conf with the shipped one-port lines appended, as that file says."""
+        return text + "\n# Appended: deploy/coturn/turnserver-one-port.conf\n" + self.shipped.read_text()
+
+    def rtcsvc_args(self) -> list[str]:
+        return ["--turn-backend", f"tcp:127.0.0.1:{self.coturn_tls_port}"]
+
+    def prepare_server(self, server: Netns, shipped_config: str) -> None:
+        """Run turnserver-one-port.conf's own nft commands (the proxy port: loopback only)."""
+        commands = [line.strip()[1:].strip() for line in self.shipped.read_text().splitlines()
+                    if re.match(r"#\s+nft ", line)]
+        assert len(commands) == 3, f"{self.shipped.name}'s nft lines changed: {commands}"
+        for command in commands:
+            server.shell(command)
+
+
+LAYOUTS: dict[str, type[Layout]] = {
+    SecondAddressLayout.name: SecondAddressLayout,
+    OnePortLayout.name: OnePortLayout,
+}
 
 
 def _substitute(text: str, replacements: dict[str, str]) -> str:
@@ -540,7 +596,7 @@ class CallNetwork:
         args = ["--listen", f"ssl:443:interface={SERVER_ADDRESS}:privateKey={self.ca.key_pem}"
                             f":certKey={self.ca.leaf_pem}:extraCertChain={self.ca.intermediates_pem}",
                 "--state-dir", str(directory / "state"),
-                "--ice-server", f"stun:{TURN_NAME}:3478"]
+                "--ice-server", self.layout.stun_url]
         if not self.stun_only:
             for url in self.layout.turn_urls:
                 args += ["--turn-url", url]
