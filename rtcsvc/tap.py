@@ -27,6 +27,8 @@ from rtcsvc.startup import ListenerService, StartupError
 from rtcsvc.tls import CertificateError, ensure_certificate
 from rtcsvc.turn import DEFAULT_MINTS_PER_HOUR, DEFAULT_TTL, IceConfig, TurnMinter
 from rtcsvc.turn_tunnel import TurnTunnels
+from rtcsvc.turn_watchdog import DEFAULT_INTERVAL as DEFAULT_TURN_CHECK_INTERVAL
+from rtcsvc.turn_watchdog import TurnWatchdog
 from rtcsvc.web import LOOPBACK, default_static_dir, make_redirect_site, make_site
 
 DEFAULT_HTTPS_PORT = 8443
@@ -103,6 +105,12 @@ docs/protocol.md; threats and limits are docs/reliability.md.
          "as many at once; past it a join is welcomed with STUN only. Each credential opens "
          "coturn allocations up to its user-quota. 0: no limit.",
          _bounded("turn-mint-rate", float, 0)],
+        ["turn-check-interval", None, DEFAULT_TURN_CHECK_INTERVAL,
+         "Seconds between the service's own checks of each --turn-url (an allocation and a "
+         "relayed round trip with fresh credentials, by rtcsvc-check in a child process), "
+         "exported as rtcsvc_turn_check_ok{url} in /metrics and as \"turn\": \"degraded\" "
+         "in /healthz. 0: no checks.",
+         _bounded("turn-check-interval", float, 0)],
         ["max-peers", None, 6, "Room capacity: members per room (mesh calls).",
          _bounded("max-peers", int, 2, 64)],
         ["max-message-size", None, 65536,
@@ -337,10 +345,16 @@ def makeService(config, reactor=None):
         ),
     )
     metrics.watch(hub, lambda: len(factory.connections))
+    watchdog = None
+    if config["turn-url"] and config["turn-check-interval"] > 0:
+        watchdog = TurnWatchdog(reactor, config["turn-url"], config["turn-secret"],
+                                config["turn-check-interval"])
+        metrics.registry.register(watchdog)
     timeouts = dict(idle=config["idle-timeout"], request=config["handshake-timeout"])
     site = make_site(factory, metrics, Path(config["static"]), **timeouts,
                      max_per_client=config["max-connections-per-client"], proxies=proxies,
-                     metrics_allow=tuple(config["metrics-allow"]) or LOOPBACK)
+                     metrics_allow=tuple(config["metrics-allow"]) or LOOPBACK,
+                     turn_status=watchdog.status if watchdog is not None else lambda: None)
     shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"],
                                turn_tunnel=_turn_tunnel(reactor, config["turn-backend"],
                                                         config["max-connections-per-client"]))
@@ -356,6 +370,8 @@ def makeService(config, reactor=None):
     for description in listeners:
         _listener(reactor, description, shared, "the app", state_dir).setServiceParent(top)
     _SignalingShutdown(factory, hub).setServiceParent(top)
+    if watchdog is not None:
+        watchdog.setServiceParent(top)
     _CollectorTuning().setServiceParent(top)
     if config["redis"] is not None:
         RedisHubService(hub).setServiceParent(top)

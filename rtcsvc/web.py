@@ -123,15 +123,19 @@ class RoomPage(resource.Resource):
 
 class Health(resource.Resource):
     """``/healthz``: up or not for anyone (load balancers, uptime checks); the counts of
-    rooms, peers and connections only for the clients allowed to read the metrics."""
+    rooms, peers and connections only for the clients allowed to read the metrics. With the
+    TURN watchdog, ``turn`` says ``ok`` or ``degraded`` (to anyone; still 200: calls that need
+    no relay work on)."""
 
     isLeaf = True
 
-    def __init__(self, hub, connections_open, may_read_metrics=lambda request: True):
+    def __init__(self, hub, connections_open, may_read_metrics=lambda request: True,
+                 turn_status=lambda: None):
         super().__init__()
         self._hub = hub
         self._connections_open = connections_open
         self._may_read_metrics = may_read_metrics
+        self._turn_status = turn_status
 
     def render_GET(self, request):
         request.setHeader(b"content-type", b"application/json")
@@ -139,6 +143,9 @@ class Health(resource.Resource):
         if not self._hub.available:
             request.setResponseCode(503)
         status = {"status": "ok" if self._hub.available else "unavailable"}
+        turn = self._turn_status()
+        if turn is not None:
+            status["turn"] = turn
         if self._may_read_metrics(request):
             status.update(rooms=self._hub.room_count, peers=self._hub.peer_count,
                           connections=self._connections_open())
@@ -343,13 +350,14 @@ class GuardedSite(server.Site):
 
 def make_site(factory, metrics, static_dir: Path, idle: float = 60,
               request: float = 10, max_per_client: int | None = None,
-              proxies=None, metrics_allow=LOOPBACK) -> server.Site:
+              proxies=None, metrics_allow=LOOPBACK, turn_status=lambda: None) -> server.Site:
     """The one site that serves the app, ``/ws/<room>``, ``/healthz`` and ``/metrics``."""
     readers = MetricsReaders(metrics_allow, proxies if proxies is not None else TrustedProxies())
     files = StaticFiles(str(static_dir))
     files.putChild(b"ws", SignalingEndpoint(factory))
     files.putChild(b"r", RoomPage(static_dir / "index.html"))
-    files.putChild(b"healthz", Health(factory.hub, lambda: len(factory.connections), readers))
+    files.putChild(b"healthz", Health(factory.hub, lambda: len(factory.connections), readers,
+                                      turn_status))
     files.putChild(b"metrics", Restricted(MetricsResource(registry=metrics.registry), readers))
     # HSTS is set by whoever ends TLS, and only there, so a response carries it once. On
     # rtcsvc's own TLS listeners that is rtcsvc. Behind a proxy it is the proxy (the shipped
