@@ -27,6 +27,7 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from rtcsvc.check_result import FAIL, PASS, WARN, Result, worst
@@ -53,7 +54,7 @@ class ServiceSettings:
 
     turn_urls: tuple[str, ...] = ()
     turn_secret: bytes | None = None
-    redis: object | None = None  # a rtcsvc.redis_connection.RedisAddress
+    redis: Any = None  # a rtcsvc.redis_connection.RedisAddress, or None
     room_secret: bytes | None = None
 
 
@@ -62,9 +63,9 @@ def service_settings(argv: list[str]) -> ServiceSettings:
     exactly as ``twistd rtcsvc`` does it."""
     from rtcsvc.tap import Options
 
-    options = Options()
+    options = Options()  # type: ignore[no-untyped-call]
     try:
-        options.parseOptions(argv)
+        options.parseOptions(argv)  # type: ignore[no-untyped-call]
     except SystemExit as e:
         if isinstance(e.code, str):  # the parser's one-line error
             raise UsageError(e.code.removeprefix("twistd rtcsvc: error: ")) from None
@@ -98,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def redis_check(address, timeout: float) -> Result:
+async def redis_check(address: Any, timeout: float) -> Result:
     """PING, after AUTH when the URL has a password (never shown)."""
     target = str(address)
     context = None
@@ -149,7 +150,7 @@ def _redis_error(answer: bytes) -> str:
     return text or "no answer (connection closed)"
 
 
-async def run_checks(args, settings: ServiceSettings) -> list[Result]:
+async def run_checks(args: argparse.Namespace, settings: ServiceSettings) -> list[Result]:
     from rtcsvc.check_turn import turn_checks
 
     results: list[Result] = []
@@ -164,8 +165,9 @@ async def run_checks(args, settings: ServiceSettings) -> list[Result]:
                                   "camera and microphone only to https pages (or localhost)"))
         results += await websocket_checks(args.url, args.timeout, settings.room_secret)
     # The URLs are independent: check them side by side, report them in order.
+    secret = settings.turn_secret or b""  # the service's parser pairs it with --turn-url
     for per_url in await asyncio.gather(*(
-            turn_checks(url, settings.turn_secret, ca=args.ca, warn_days=args.warn_days,
+            turn_checks(url, secret, ca=args.ca, warn_days=args.warn_days,
                         timeout=args.timeout) for url in settings.turn_urls)):
         results += per_url
     if settings.redis is not None and not args.turn_only:

@@ -8,7 +8,9 @@ never holds a secret or a credential.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -22,15 +24,15 @@ class Result:
     status: str
     message: str
     #: Numbers worth graphing: ``seconds`` a step took, ``days_left`` on a certificate...
-    numbers: dict = field(default_factory=dict)
+    numbers: dict[str, Any] = field(default_factory=dict)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(out.pop("numbers"))
         return out
 
 
-def worst(results) -> str:
+def worst(results: Iterable[Result]) -> str:
     """``fail`` if any failed, else ``warn`` if any warned, else ``pass``."""
     statuses = {result.status for result in results}
     return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS

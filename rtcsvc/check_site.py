@@ -64,7 +64,7 @@ def describe_connect_error(error: BaseException, host: str, port: int, timeout: 
     return f"{type(error).__name__}: {error}"
 
 
-async def _close(writer, timeout: float) -> None:
+async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
     writer.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(writer.wait_closed(), timeout)
@@ -274,13 +274,14 @@ async def websocket_checks(url: str, timeout: float,
     """``websocket``: 101 with the site's Origin; ``websocket-origin``: 403 with a foreign one."""
     parts = urlsplit(url)
     room = f"rtcsvc-check-{secrets.token_hex(6)}"
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     path = f"{parts.path.rstrip('/')}/ws/{room}"
     if room_secret is not None:
         # A closed room (--room-secret-file): come with an invite, as a browser would.
         path += f"?token={mint_room_token(room_secret, room, int(time.time()) + 60)}"
     origin = site_origin(url)
     shown = f"{parts.path.rstrip('/')}/ws/{room}"
-    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     results = []
     started = time.monotonic()
     try:

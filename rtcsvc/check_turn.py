@@ -19,6 +19,7 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs
 
 from aioice import stun
@@ -68,18 +69,18 @@ def parse_turn_url(url: str) -> TurnServer:
 class _Inbox(asyncio.DatagramProtocol):
     """What one allocation received, and the relay's refusals (e.g. 403 to a denied peer)."""
 
-    def __init__(self):
-        self.received: asyncio.Queue = asyncio.Queue()
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[tuple[bytes, Any]] = asyncio.Queue()
         self.errors: list[Exception] = []
-        self.closed = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data: bytes, addr: Any) -> None:
         self.received.put_nowait((data, addr))
 
-    def error_received(self, exc):
+    def error_received(self, exc: Exception) -> None:
         self.errors.append(exc)
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -119,7 +120,7 @@ def describe_turn_error(error: BaseException, server: TurnServer, timeout: float
 
 
 async def _allocate(server: TurnServer, address: str, username: str, password: str,
-                    timeout: float):
+                    timeout: float) -> tuple[Any, _Inbox]:
     # For turns: connect by name, so the ClientHello carries SNI as a browser's does.
     target = (server.host if server.tls else address, server.port)
     return await asyncio.wait_for(
@@ -129,7 +130,7 @@ async def _allocate(server: TurnServer, address: str, username: str, password: s
         timeout)
 
 
-async def _release(relays, timeout: float) -> None:
+async def _release(relays: list[tuple[Any, _Inbox]], timeout: float) -> None:
     for relay, _ in relays:
         relay.close()
     # Wait for the deallocations, so coturn frees them now rather than at their expiry.
@@ -142,7 +143,7 @@ async def resolve(server: TurnServer, timeout: float) -> list[str]:
     kind = socket.SOCK_DGRAM if server.transport == "udp" else socket.SOCK_STREAM
     infos = await asyncio.wait_for(
         asyncio.get_running_loop().getaddrinfo(server.host, server.port, type=kind), timeout)
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     # aioice relays within its socket's address family; IPv4 first, as the TURN hosts' A record.
     return sorted(addresses, key=lambda a: ":" in a)
 
@@ -180,7 +181,7 @@ async def turn_checks(url: str, secret: bytes, *, ca: str | None, warn_days: int
         if handshake.status == FAIL:  # no TLS at all: an allocation would only repeat it
             return results
     username, password = mint_turn_credentials(secret, CHECK_PEER, time.time(), CHECK_TTL)
-    relays = []
+    relays: list[tuple[Any, _Inbox]] = []
     try:
         started = time.monotonic()
         try:
@@ -206,7 +207,7 @@ async def turn_checks(url: str, secret: bytes, *, ca: str | None, warn_days: int
         await _release(relays, timeout)
 
 
-async def _round_trip(url: str, relays, timeout: float) -> Result:
+async def _round_trip(url: str, relays: list[tuple[Any, _Inbox]], timeout: float) -> Result:
     """Both allocations send to each other (each send installs the permission the other's
     datagrams need) until each has received one."""
     (a, a_in), (b, b_in) = relays

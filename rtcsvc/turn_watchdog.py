@@ -21,12 +21,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from twisted.application import service
 from twisted.internet import defer, error, protocol
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 _log = Logger()
 
@@ -57,26 +61,28 @@ class _CheckProcess(protocol.ProcessProtocol):
 
     def __init__(self, secret: bytes):
         self._secret = secret
-        self.ended: defer.Deferred = defer.Deferred()
+        self.ended: defer.Deferred[tuple[BaseException | None, bytes, bytes]] = defer.Deferred()
         self._out = bytearray()
         self._err = bytearray()
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(self._secret)
         self.transport.closeStdin()
 
-    def outReceived(self, data):
+    def outReceived(self, data: bytes) -> None:
         if len(self._out) < _OUTPUT_LIMIT:
             self._out += data
 
-    def errReceived(self, data):
+    def errReceived(self, data: bytes) -> None:
         if len(self._err) < _OUTPUT_LIMIT:
             self._err += data
 
-    def processEnded(self, reason):
+    def processEnded(self, reason: Failure) -> None:
         self.ended.callback((reason.value, bytes(self._out), bytes(self._err)))
 
     def kill(self) -> None:
+        assert self.transport is not None
         try:
             self.transport.signalProcess("KILL")
         except error.ProcessExitedAlready:
@@ -86,9 +92,9 @@ class _CheckProcess(protocol.ProcessProtocol):
 class TurnWatchdog(service.Service):
     """Checks the TURN URLs every ``interval`` seconds while the service runs."""
 
-    def __init__(self, reactor, turn_urls, secret: bytes, interval: float = DEFAULT_INTERVAL,
-                 step_timeout: float = STEP_TIMEOUT, run_timeout: float = RUN_TIMEOUT,
-                 command=None):
+    def __init__(self, reactor: Any, turn_urls: Iterable[str], secret: bytes,
+                 interval: float = DEFAULT_INTERVAL, step_timeout: float = STEP_TIMEOUT,
+                 run_timeout: float = RUN_TIMEOUT, command: Sequence[str] | None = None):
         self._reactor = reactor
         self._urls = tuple(turn_urls)
         self._secret = secret
@@ -96,7 +102,7 @@ class TurnWatchdog(service.Service):
         self._step_timeout = step_timeout
         self._run_timeout = run_timeout
         self._command = list(command or [sys.executable, "-m", "rtcsvc.check"])
-        self._next = None
+        self._next: IDelayedCall | None = None
         self._child: _CheckProcess | None = None
         #: URL -> the last check's outcome; empty until the first check ended.
         self.state: dict[str, TurnState] = {}
@@ -115,12 +121,12 @@ class TurnWatchdog(service.Service):
             return None
         return "ok" if all(state.ok for state in self.state.values()) else "degraded"
 
-    def startService(self):
-        super().startService()
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
         self._next = self._reactor.callLater(0, self._run)
 
-    def stopService(self):
-        super().stopService()
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()  # type: ignore[no-untyped-call]
         if self._next is not None and self._next.active():
             self._next.cancel()
         self._next = None
@@ -129,9 +135,9 @@ class TurnWatchdog(service.Service):
             return None
         child.kill()
         ended = child.ended.addTimeout(5, self._reactor)
-        return ended.addErrback(lambda _: None)
+        return ended.addBoth(lambda _: None)
 
-    def _run(self):
+    def _run(self) -> None:
         self._next = None
         argv = self.argv()
         child = _CheckProcess(self._secret)
@@ -146,7 +152,8 @@ class TurnWatchdog(service.Service):
         child.ended.addCallback(self._ended, child, overrun)
         child.ended.addErrback(lambda f: _log.failure("TURN check", f))
 
-    def _ended(self, result, child, overrun):
+    def _ended(self, result: tuple[BaseException | None, bytes, bytes], child: _CheckProcess,
+               overrun: IDelayedCall) -> None:
         if child is not self._child:  # stopped meanwhile
             return
         self._child = None
@@ -167,11 +174,11 @@ class TurnWatchdog(service.Service):
         self._record(report, problem)
         self._schedule()
 
-    def _schedule(self):
+    def _schedule(self) -> None:
         if self.running:
             self._next = self._reactor.callLater(self._interval, self._run)
 
-    def _record(self, report, problem):
+    def _record(self, report: dict[str, Any] | None, problem: str | None) -> None:
         now = self._reactor.seconds()
         for url in self._urls:
             checks = [c for c in (report or {}).get("checks", []) if c.get("target") == url]
@@ -187,7 +194,7 @@ class TurnWatchdog(service.Service):
                 _log.warn("TURN check failed: url={url}: {problem}", url=url,
                           problem=state.problem)
 
-    def collect(self):
+    def collect(self) -> list[GaugeMetricFamily]:
         """The prometheus_client collector: one sample per URL and gauge."""
         families = {
             "ok": GaugeMetricFamily(
@@ -218,14 +225,14 @@ class TurnWatchdog(service.Service):
         return list(families.values())
 
 
-def _state(checks: list[dict], now: float, missing: str) -> TurnState:
+def _state(checks: list[dict[str, Any]], now: float, missing: str) -> TurnState:
     """One URL's outcome from its lines of the report."""
     if not checks:
         return TurnState(False, now, missing)
     by_name = {c.get("check"): c for c in checks}
     failed = [c for c in checks if c.get("status") == "fail"]
 
-    def number(check, key):
+    def number(check: str, key: str) -> float | None:
         # Times of a failed step mean nothing; an expired certificate's days left still do.
         entry = by_name.get(check)
         if entry is None or entry.get("status") == "fail" and key != "days_left":

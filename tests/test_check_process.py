@@ -201,7 +201,8 @@ def test_closed_ports_are_named_per_transport(deploy):
     tcp = by_check(report, f"turn:127.0.0.1:{closed}?transport=tcp")["turn-allocation"]
     assert f"connection refused: nothing listens on 127.0.0.1:{closed} (TCP)" in tcp["message"]
     tls = by_check(report, f"turns:localhost:{closed}?transport=tcp")
-    assert tls["turn-tls"]["status"] == "fail" and "connection refused" in tls["turn-tls"]["message"]
+    assert tls["turn-tls"]["status"] == "fail"
+    assert "connection refused" in tls["turn-tls"]["message"]
     assert "turn-allocation" not in tls  # the TLS line already named the fault
     coturn_tcp = by_check(report, setup.coturn.turn_url("tcp"))["turn-allocation"]
     assert "connection refused" in coturn_tcp["message"]
