@@ -99,6 +99,38 @@ def drop_file(person, size: int, name: str) -> None:
         person.page.dispatch_event("#stage", event, {"dataTransfer": data_transfer})
 
 
+def file_card(person, heading: str):
+    """The file card in the chat panel whose heading starts with ``heading``."""
+    chat = person.page.get_by_role("complementary", name="Chat & files")
+    return chat.get_by_role("listitem").filter(has_text=heading)
+
+
+def accept_file(person, heading: str) -> None:
+    """The person presses Accept on the card offering a file."""
+    card = file_card(person, heading)
+    expect(card.get_by_text("Accept to receive it, or decline.")).to_be_visible()
+    card.get_by_role("button", name="Accept").click()
+
+
+def test_a_declined_file_sends_no_bytes_and_the_sender_sees_declined(rtcsvc, browser, people, room):  # noqa: F811
+    svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
+    drop_file(a, 64 * 1024, "holiday.bin")
+    card = file_card(b, "holiday.bin")  # its heading changes with its state
+    expect(card.get_by_text("Ada wants to send you holiday.bin (64 KB, application/octet-stream)")).to_be_visible()
+    expect(b.toast("Ada wants to send you holiday.bin")).to_be_visible()
+    expect(card.get_by_role("button", name="Accept")).to_have_accessible_description(re.compile("^Ada wants to send you holiday.bin"))
+    card.get_by_role("button", name="Decline").click()
+    expect(card.get_by_text("You declined it", exact=True)).to_be_visible()
+    expect(b.page.get_by_role("link", name="Download holiday.bin")).to_have_count(0)
+    sent = file_card(a, "holiday.bin")
+    expect(sent.get_by_text("You offered holiday.bin (64 KB, application/octet-stream)")).to_be_visible()
+    expect(sent.get_by_text("Declined by Grace", exact=True)).to_be_visible()
+    # The receiver clears the card away.
+    card.get_by_role("button", name="Dismiss").click()
+    expect(card).to_have_count(0)
+    assert b.page.evaluate("(name) => window.rtcsvc.receivedSha256(name)", "holiday.bin") is None
+
+
 def test_file_dropped_on_the_call_arrives_intact_with_progress_on_both_ends(rtcsvc, browser, people, room):  # noqa: F811
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
     size = 5 * 1024 * 1024
@@ -106,6 +138,11 @@ def test_file_dropped_on_the_call_arrives_intact_with_progress_on_both_ends(rtcs
         p.page.evaluate(WATCH_PROGRESS)
 
     drop_file(a, size, "random-5MB.bin")
+
+    # Nothing arrives before the receiver says yes: the sender waits, the receiver is asked.
+    chat = a.page.get_by_role("complementary", name="Chat & files")
+    expect(chat.get_by_text("Waiting for Grace to accept", exact=True)).to_be_visible()
+    accept_file(b, "Ada wants to send you random-5MB.bin")
 
     # The chat panel opens on both sides with the file's card.
     download = b.page.get_by_role("link", name="Download random-5MB.bin")
@@ -117,7 +154,6 @@ def test_file_dropped_on_the_call_arrives_intact_with_progress_on_both_ends(rtcs
     sha = b.page.evaluate("(name) => window.rtcsvc.receivedSha256(name)", "random-5MB.bin")
     assert sha == a.page.evaluate("window.__sentSha")
 
-    chat = a.page.get_by_role("complementary", name="Chat & files")
     expect(chat.get_by_text("You sent random-5MB.bin (5.0 MB, application/octet-stream)")).to_be_visible()
     expect(chat.get_by_text("Delivered", exact=True)).to_be_visible()
     expect(chat.get_by_text("You are sending")).to_have_count(0)
@@ -240,6 +276,56 @@ def test_both_ends_show_the_same_authentication_string_and_tampering_changes_it(
     assert check["tamperedLocal"] != sas_a
 
 
+# Makes this browser's remote descriptions read back with another fingerprint line, as a browser
+# that re-serialised the remote SDP differently might; the real description is what was applied.
+REWRITTEN_REMOTE_SDP = """
+(() => {
+  const real = Object.getOwnPropertyDescriptor(RTCPeerConnection.prototype, "remoteDescription");
+  Object.defineProperty(RTCPeerConnection.prototype, "remoteDescription", {
+    configurable: true,
+    get() {
+      const d = real.get.call(this);
+      if (!d) return d;
+      const sdp = d.sdp.replace(/^a=fingerprint:(\\S+) .*$/gm, "a=fingerprint:$1 " + "0F:".repeat(31) + "0F");
+      return { type: d.type, sdp, toJSON: () => ({ type: d.type, sdp }) };
+    },
+  });
+  const remote = RTCDtlsTransport.prototype.getRemoteCertificates;
+  window.__certificatesPresented = 0;
+  RTCDtlsTransport.prototype.getRemoteCertificates = function () {
+    const certs = remote.call(this);
+    window.__certificatesPresented += certs.length ? 1 : 0;
+    return certs;
+  };
+})();
+"""
+
+
+def test_the_security_code_comes_from_the_dtls_certificates_not_the_remote_sdp_text(rtcsvc, browser, people, room):  # noqa: F811
+    svc = rtcsvc(tls=True)
+    a = people(browser, svc.http_url, name="Ada")
+    b = people(browser, svc.http_url, name="Grace")
+    b.page.add_init_script(REWRITTEN_REMOTE_SDP)
+    a.join(room)
+    b.join(room)
+    a.wait_connected_to(1)
+    b.wait_connected_to(1)
+    fb = b.page.evaluate("(id) => window.rtcsvc.fingerprints(id)", a.id)
+    assert fb["remote"] == "sha-256 " + ":".join(["0F"] * 32)  # Grace's page reads the rewritten line
+
+    codes = {}
+    for me, other in ((a, "Grace"), (b, "Ada")):
+        me.button("Security codes").click()
+        panel = me.page.get_by_role("complementary", name="Security codes")
+        item = panel.get_by_role("listitem").filter(has=me.page.get_by_role("heading", name=other))
+        expect(item.locator(".sas")).to_have_text(re.compile(r"^\S+( \S+){4} · [a-z]+( [a-z]+){4}$"))
+        codes[me.name] = item.locator(".sas")
+    # Both read the same words: Grace's code was made from the certificate her DTLS handshake met.
+    expect(codes["Grace"]).to_have_text(codes["Ada"].inner_text())
+    expect(codes["Ada"]).to_have_text(codes["Grace"].inner_text())
+    assert b.page.evaluate("window.__certificatesPresented") > 0
+
+
 def quadrant(page, locator) -> str:
     """Which corner of the stage the element's centre is in, e.g. "top-left"."""
     stage = page.locator("#stage").bounding_box()
@@ -319,6 +405,7 @@ def test_fifty_megabyte_file_arrives_intact(rtcsvc, browser, people, room):  # n
     """The issue's size bar: 50 MB through the data channel with backpressure, same SHA-256."""
     svc, a, b, a_id, b_id = start_pair(rtcsvc, browser, people, room)
     drop_file(a, 50 * 1024 * 1024, "random-50MB.bin")
+    accept_file(b, "Ada wants to send you random-50MB.bin")
     expect(b.page.get_by_role("link", name="Download random-50MB.bin")).to_be_visible(timeout=120_000)
     sha = b.page.evaluate("(name) => window.rtcsvc.receivedSha256(name)", "random-50MB.bin")
     assert sha == a.page.evaluate("window.__sentSha")

@@ -198,6 +198,15 @@ def test_every_screen_of_a_call_is_shown_and_legible(rtcsvc, browser, people, tm
     expect(grace.page.get_by_text("Hi Grace, sending the notes.")).to_be_visible()
     page.locator("#file-input").set_input_files(
         files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"agenda\n" * 2000}])
+    # Grace is asked first; Ada waits for her answer.
+    expect(chat.get_by_text("Waiting for Grace to accept", exact=True)).to_be_visible()
+    offer = grace.page.get_by_role("listitem").filter(has_text="notes.txt")
+    expect(offer.get_by_text("Ada wants to send you notes.txt (14 KB, text/plain)")).to_be_visible()
+    expect(offer.get_by_role("button", name="Accept")).to_be_visible()
+    expect(offer.get_by_role("button", name="Decline")).to_be_visible()
+    audit(grace.page, f"a file offered ({device})")
+    grace.shot(shots, f"file-offer-{device}.png")
+    offer.get_by_role("button", name="Accept").click()
     expect(chat.get_by_text("You sent notes.txt (14 KB, text/plain)")).to_be_visible()
     expect(chat.get_by_text("Delivered", exact=True)).to_be_visible()
     expect(chat.get_by_text("You are sending")).to_have_count(0)

@@ -9,14 +9,21 @@
 // ran out) means every id changed, so the old links are closed and new ones built
 // with the new ids; media comes back on its own, without reloading the page.
 //
+// Files: an incoming file is only an offer until the person accepts it (answerTransfer);
+// transfers are keyed by (peer, id), so nothing one peer sends reaches another peer's card,
+// and `intake` (intake.js) refuses reused ids, a second file while one is waiting, and what
+// would not fit the memory allowed for received files. Chat is kept per sender, the newest
+// LIMITS.chatPerPeer messages of each.
+//
 // Events carry what they announce: joined {resumed, rejoined}, membership {count, ids},
 // peer-added / peer-state / peer-media / peer-sas / peer-stats {id, peer} (peer: a
 // `peerView` snapshot), peer-removed {id}, chat {from, name, text, self, at},
-// transfer {transfer}, notice {code, ...}, signaling {status}.
+// transfer {transfer}, transfer-removed {key}, notice {code, ...}, signaling {status}.
 
 import { Signaling } from "./signaling.js";
 import { PeerLink } from "./peer.js";
 import { newTransferId, MAX_FILE_SIZE } from "./transfer.js";
+import { Intake, LIMITS, cleanName, overflow } from "./intake.js";
 import { resetReportBudget } from "./report.js";
 
 export function shortId(id) {
@@ -38,8 +45,11 @@ export class Call extends EventTarget {
     this.departed = new Set();
     this.joined = false;
     this.ended = false;
-    this.transfers = []; // {id, direction, name, size, type, progress, done, failed, url, peer}
-    this.chatLog = []; // {from, name, text, self, at}
+    this.transfers = []; // oldest first; see sendFile and _incomingOffer for their fields
+    this.transferIndex = new Map(); // key ("in:<peer>:<id>" or "out:<id>") -> transfer
+    this.intake = new Intake();
+    this._refusalsNoticed = new Set(); // "<peer>:<reason>:<waiting card>" already told
+    this.chatLog = []; // {from, name, text, self, at}, at most LIMITS.chatPerPeer per sender
     this.sharing = false;
     this.joinedAt = null;
     this._wireSignaling();
@@ -49,10 +59,19 @@ export class Call extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
-  join() {
+  async join() {
     this.ended = false;
     this.joinedAt = performance.now();
-    this.signaling.connect();
+    // Our own DTLS certificate (one per call), so the security code can use its fingerprint
+    // rather than our description's text (sas.js). Without one the browser makes its own.
+    if (!this.certificates) {
+      try {
+        this.certificates = [await RTCPeerConnection.generateCertificate({ name: "ECDSA", namedCurve: "P-256" })];
+      } catch {
+        this.certificates = null;
+      }
+    }
+    if (!this.ended) this.signaling.connect();
   }
 
   leave() {
@@ -60,6 +79,14 @@ export class Call extends EventTarget {
     this.signaling.close();
     for (const id of [...this.links.keys()]) this._dropPeer(id, { quiet: true });
     this.joined = false;
+    // Received files not yet saved go with the call: their object URLs are revoked.
+    for (const t of this.transfers) {
+      if (t.direction === "in" && t.blob) {
+        this._freeFile(t);
+        t.state = "expired";
+        this._emit("transfer", { transfer: t });
+      }
+    }
     this._emitMembership();
   }
 
@@ -149,6 +176,7 @@ export class Call extends EventTarget {
       sendSignal: (data) => this.signaling.signal(id, data),
       sendReport: (data) => this.signaling.report(data),
       local: { audio: this.media.audioTrack, video: this.media.videoTrack, stream: this.media.stream },
+      certificates: this.certificates || undefined,
     });
     this.links.set(id, link);
     this.info.set(id, { name: "", muted: false, cameraOff: false, sharing: false, hasAudio: true, hasVideo: true });
@@ -168,10 +196,10 @@ export class Call extends EventTarget {
       this._emitPeer("peer-state", id);
     });
     ch.addEventListener("chat", (ev) => this._addChat(id, ev.detail.text, false));
-    ch.addEventListener("file-start", (ev) => this._incomingStart(id, ev.detail));
-    ch.addEventListener("file-progress", (ev) => this._incomingProgress(ev.detail));
-    ch.addEventListener("file-complete", (ev) => this._incomingDone(ev.detail));
-    ch.addEventListener("file-failed", (ev) => this._transferFailed(ev.detail.id, ev.detail.reason));
+    ch.addEventListener("file-offer", (ev) => this._incomingOffer(id, ev.detail));
+    ch.addEventListener("file-progress", (ev) => this._incomingProgress(id, ev.detail));
+    ch.addEventListener("file-complete", (ev) => this._incomingDone(id, ev.detail));
+    ch.addEventListener("file-failed", (ev) => this._incomingFailed(id, ev.detail.id, ev.detail.reason));
     this._emitPeer("peer-added", id);
     return link;
   }
@@ -180,9 +208,10 @@ export class Call extends EventTarget {
     const link = this.links.get(id);
     if (!link) return;
     this.links.delete(id);
-    this.info.delete(id);
     this.departed.add(id);
-    link.close();
+    link.close(); // its waiting or arriving files fail ("connection closed")
+    this.info.delete(id);
+    this.intake.forget(id);
     this._emit("peer-removed", { id, quiet });
     this._emitMembership();
   }
@@ -239,7 +268,7 @@ export class Call extends EventTarget {
   }
 
   setName(name) {
-    this.name = String(name || "").trim().slice(0, 40);
+    this.name = cleanName(String(name || ""), 40);
     this._broadcastState();
   }
 
@@ -295,6 +324,9 @@ export class Call extends EventTarget {
   _addChat(from, text, self) {
     const entry = { from, name: self ? "You" : this.displayName(from), text, self, at: Date.now() };
     this.chatLog.push(entry);
+    // Each sender's newest messages are kept: one person's flood never pushes out another's.
+    const old = new Set(overflow(this.chatLog, LIMITS.chatPerPeer, (m) => m.from === from));
+    if (old.size) this.chatLog = this.chatLog.filter((m) => !old.has(m));
     this._emit("chat", entry);
   }
 
@@ -304,69 +336,184 @@ export class Call extends EventTarget {
     for (const file of files) this.sendFile(file);
   }
 
+  /**
+   * Offer `file` to everyone here. The transfer: {key, id, direction: "out", name, size, type,
+   * progress, done, failed, peers: [{id, name, state: "waiting" | "sending" | "delivered" |
+   * "declined" | "failed", reason, sent}]}.
+   */
   sendFile(file) {
     const targets = [...this.links.values()];
+    const id = newTransferId();
     const t = {
-      id: newTransferId(), direction: "out", name: file.name, size: file.size, type: file.type,
-      progress: 0, done: false, failed: null, url: null, peers: targets.map((l) => l.id),
+      key: `out:${id}`, id, direction: "out", name: file.name, size: file.size, type: file.type,
+      progress: 0, done: false, failed: null,
+      peers: targets.map((l) => ({ id: l.id, name: this.displayName(l.id), state: "waiting", reason: null, sent: 0 })),
     };
-    this.transfers.push(t);
+    this._addTransfer(t);
     if (file.size > MAX_FILE_SIZE) {
       t.failed = "too large";
     } else if (targets.length === 0) {
       t.failed = "nobody to send to";
     }
+    if (t.failed) t.done = true;
     this._emit("transfer", { transfer: t });
     if (t.failed) return t;
-    const sent = new Map(targets.map((l) => [l.id, 0]));
     const total = file.size * targets.length || 1;
     const update = () => {
-      const sum = [...sent.values()].reduce((a, b) => a + b, 0);
+      const sum = t.peers.reduce((a, p) => a + p.sent, 0);
       t.progress = file.size === 0 ? 0 : sum / total;
       this._emit("transfer", { transfer: t });
     };
     Promise.all(
-      targets.map((link) =>
-        link.channels.sendFile(file, t.id, (n) => { sent.set(link.id, n); update(); }).catch(() => false),
-      ),
-    ).then((oks) => {
+      targets.map((link, i) => {
+        const who = t.peers[i];
+        return link.channels.sendFile(file, id, ({ state, sent }) => {
+          who.state = state;
+          who.sent = sent;
+          update();
+        }).then((result) => {
+          who.state = result.state;
+          who.reason = result.reason || null;
+          if (result.state === "delivered") who.sent = file.size;
+          update();
+        });
+      }),
+    ).then(() => {
       t.done = true;
-      const okCount = oks.filter(Boolean).length;
-      if (okCount < oks.length) t.failed = okCount === 0 ? "not delivered" : `delivered to ${okCount} of ${oks.length}`;
-      else t.progress = 1;
+      const delivered = t.peers.filter((p) => p.state === "delivered").length;
+      if (delivered === t.peers.length) t.progress = 1;
+      else if (delivered === 0 && t.peers.some((p) => p.state === "failed")) t.failed = "not delivered";
       this._emit("transfer", { transfer: t });
     });
     return t;
   }
 
-  _incomingStart(from, { id, name, size, type }) {
-    const t = { id, direction: "in", from, fromName: this.displayName(from), name, size, type, progress: 0, done: false, failed: null, url: null };
+  _addTransfer(t) {
     this.transfers.push(t);
-    this._emit("transfer", { transfer: t });
+    this.transferIndex.set(t.key, t);
   }
 
-  _incomingProgress({ id, received, size }) {
-    const t = this.transfers.find((x) => x.id === id && x.direction === "in");
-    if (!t) return;
+  _removeTransfer(t) {
+    this._freeFile(t);
+    this.transfers = this.transfers.filter((x) => x !== t);
+    this.transferIndex.delete(t.key);
+    this._emit("transfer-removed", { key: t.key });
+  }
+
+  /** The incoming transfer of `from` with `id`: only that peer's own entries are ever found. */
+  _incoming(from, id) {
+    return this.transferIndex.get(`in:${from}:${id}`) || null;
+  }
+
+  /**
+   * Another peer offers a file. The transfer: {key, id, direction: "in", from, fromName, name,
+   * size, type, state: "offered" | "refused" | "declined" | "receiving" | "received" | "saved" |
+   * "failed" | "expired", reason, progress, url, blob}.
+   */
+  _incomingOffer(from, offer) {
+    const link = this.links.get(from);
+    if (!link) return;
+    const refusal = this.intake.judge(from, offer, { busy: offer.busy });
+    const fromName = this.displayName(from);
+    if (refusal === "reused" || refusal === "busy" || refusal === "too-many") {
+      // No card for these (the id is taken, or one of theirs is already on screen): the
+      // sender is told, and the person once per waiting file (a flood is one notice).
+      // (A busy offer never became the waiting one; the waiting one stays.)
+      link.channels.declineFile(offer.id, refusal, { current: !offer.busy });
+      const waiting = this.transfers.find((x) => x.from === from && (x.state === "offered" || x.state === "receiving"));
+      const once = `${from}:${refusal}:${refusal === "busy" && waiting ? waiting.key : ""}`;
+      if (this._refusalsNoticed.has(once)) return;
+      this._refusalsNoticed.add(once);
+      this._emit("notice", { code: "file-refused", id: from, name: fromName, file: offer.name, reason: refusal });
+      return;
+    }
+    const t = {
+      key: `in:${from}:${offer.id}`, id: offer.id, direction: "in", from, fromName,
+      name: offer.name, size: offer.size, type: offer.type,
+      state: refusal ? "refused" : "offered", reason: refusal, progress: 0, url: null, blob: null,
+    };
+    if (refusal) link.channels.declineFile(offer.id, refusal);
+    this._addTransfer(t);
+    this._emit("transfer", { transfer: t });
+    // Each peer keeps at most LIMITS.cardsPerPeer cards: the oldest finished ones go.
+    const settled = (x) => x.state !== "offered" && x.state !== "receiving";
+    for (const old of overflow(this.transfers, LIMITS.cardsPerPeer, (x) => x.from === from, settled)) {
+      this._removeTransfer(old);
+    }
+  }
+
+  /**
+   * The person's answer on an incoming file's card: "accept", "decline", "saved" (the
+   * Download link was used: the file is freed shortly after), "dismiss" (the card goes).
+   * False when this call has no such transfer.
+   */
+  answerTransfer(key, action) {
+    const t = this.transferIndex.get(key);
+    if (!t || t.direction !== "in") return false;
+    const link = this.links.get(t.from);
+    if (action === "accept" && t.state === "offered") {
+      if (!link) return true;
+      if (!this.intake.reserve(t.size)) {
+        link.channels.declineFile(t.id, "no-room");
+        t.state = "refused";
+        t.reason = "no-room";
+      } else if (link.channels.acceptFile(t.id)) {
+        t.state = "receiving";
+        t.reserved = t.size;
+      } else {
+        this.intake.release(t.size);
+        t.state = "failed";
+        t.reason = "cancelled by sender";
+      }
+    } else if (action === "decline" && t.state === "offered") {
+      if (link) link.channels.declineFile(t.id, "declined");
+      t.state = "declined";
+    } else if (action === "saved" && t.state === "received") {
+      t.state = "saved";
+      // The download has the Blob by now; a second is ample before its URL is revoked.
+      setTimeout(() => this._freeFile(t), 1000);
+    } else if (action === "dismiss" && t.state !== "offered" && t.state !== "receiving") {
+      this._removeTransfer(t);
+      return true;
+    } else {
+      return true;
+    }
+    this._emit("transfer", { transfer: t });
+    return true;
+  }
+
+  /** Let go of a received file: its object URL revoked, its bytes off the allowance. */
+  _freeFile(t) {
+    if (t.url) URL.revokeObjectURL(t.url);
+    t.url = null;
+    t.blob = null;
+    if (t.reserved) this.intake.release(t.reserved);
+    t.reserved = 0;
+  }
+
+  _incomingProgress(from, { id, received, size }) {
+    const t = this._incoming(from, id);
+    if (!t || t.state !== "receiving") return;
     t.progress = size ? received / size : 1;
     this._emit("transfer", { transfer: t });
   }
 
-  _incomingDone({ id, blob }) {
-    const t = this.transfers.find((x) => x.id === id && x.direction === "in");
-    if (!t) return;
+  _incomingDone(from, { id, blob }) {
+    const t = this._incoming(from, id);
+    if (!t || t.state !== "receiving") return;
     t.progress = 1;
-    t.done = true;
-    t.url = URL.createObjectURL(blob);
+    t.state = "received";
     t.blob = blob;
+    t.url = URL.createObjectURL(blob);
     this._emit("transfer", { transfer: t });
   }
 
-  _transferFailed(id, reason) {
-    const t = this.transfers.find((x) => x.id === id && x.direction === "in");
-    if (!t) return;
-    t.failed = reason || "failed";
-    t.done = true;
+  _incomingFailed(from, id, reason) {
+    const t = this._incoming(from, id);
+    if (!t || (t.state !== "offered" && t.state !== "receiving")) return;
+    this._freeFile(t);
+    t.state = "failed";
+    t.reason = reason || "failed";
     this._emit("transfer", { transfer: t });
   }
 }

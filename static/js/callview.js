@@ -5,7 +5,7 @@
 
 import { Call } from "./call.js";
 import { $, showView, showBanner, hideBanner, toast } from "./views.js";
-import { netText, noticeText, peopleText, presentingText } from "./text.js";
+import { netText, noticeText, peopleText, presentingText, transferToast } from "./text.js";
 import { TileGrid } from "./tiles.js";
 import { ChatLog } from "./chatlog.js";
 import { SecurityList } from "./security.js";
@@ -16,7 +16,13 @@ export class CallView {
   constructor(app) {
     this.app = app;
     this.grid = new TileGrid($("#grid"), $("#self"));
-    this.chat = new ChatLog($("#chat-log"));
+    this.chat = new ChatLog($("#chat-log"), {
+      onAction: (key, action) => {
+        // A card of an earlier call (before Leave and Rejoin) is only dismissed.
+        const known = this.app.call && this.app.call.answerTransfer(key, action);
+        if (!known && action === "dismiss") this.chat.removeTransfer(key);
+      },
+    });
     this.security = new SecurityList($("#security-list"));
     this.presenters = new Map(); // peer id -> name, of those sharing a screen
   }
@@ -140,11 +146,13 @@ export class CallView {
       const t = ev.detail.transfer;
       const fresh = this.chat.isNew(t);
       this.chat.updateTransfer(t);
-      if (fresh && t.direction === "in") {
-        openPanel(app, "side");
-        toast(`${t.fromName} is sending ${t.name}`, { code: "file" });
+      const news = fresh ? transferToast(t) : null;
+      if (news) {
+        if (t.state === "offered") openPanel(app, "side");
+        toast(news, { code: "file", kind: t.state === "refused" ? "warn" : "info" });
       }
     });
+    call.addEventListener("transfer-removed", (ev) => this.chat.removeTransfer(ev.detail.key));
     call.addEventListener("notice", (ev) => {
       const d = ev.detail;
       this._notice(d.code, d);

@@ -3,6 +3,8 @@
 // One place for them keeps the screens consistent (the self-view and the tiles use the same
 // initials) and lets `node --test` check them (tests/js/text.test.js).
 
+import { LIMITS } from "./intake.js";
+
 /** Initials of a display name: first letters of its first and last words ("Ada Lovelace" -> "AL"). */
 export function initials(name) {
   const parts = String(name || "").trim().split(/\s+/).filter(Boolean);
@@ -88,19 +90,86 @@ export function camToggle({ hasCamera, cameraOff }) {
   return cameraOff ? { label: "Start video", more: "", off: true } : { label: "Stop video", more: "", off: false };
 }
 
-/** A file card's heading and status line, for the sender ("out") or the receiver ("in"). */
+/** Names joined for a sentence: "Grace", "Grace and Linus", "Ada, Grace and Linus". */
+export function namesText(names) {
+  if (names.length <= 1) return names.join("");
+  return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+}
+
+/** Why an offer of `who` was refused here without asking (intake.js's reasons), in words. */
+export function refusalText(reason, who = "them") {
+  switch (reason) {
+    case "reused": return "it reused the id of an earlier file";
+    case "too-many": return `too many files from ${who} in this call`;
+    case "busy": return `another file from ${who} is waiting or arriving (one at a time)`;
+    case "too-large": return `larger than the ${fmtBytes(LIMITS.heldBytes)} this browser keeps for received files`;
+    case "no-room": return `not enough room: received files may take ${fmtBytes(LIMITS.heldBytes)} at most here; save or dismiss some first`;
+    default: return String(reason || "refused");
+  }
+}
+
+const SENT_REFUSAL = {
+  busy: "busy with another file", "too-large": "too large", "no-room": "no room left",
+  reused: "reused id", "too-many": "too many files", cancelled: "cancelled",
+};
+
+/** How one receiver's part of an offer ended, for the sender's card. */
+function outcomeText(p) {
+  if (p.state === "delivered") return `delivered to ${p.name}`;
+  if (p.state === "declined") {
+    if (!p.reason || p.reason === "declined") return `declined by ${p.name}`;
+    return `refused by ${p.name}'s browser (${SENT_REFUSAL[p.reason] || p.reason})`;
+  }
+  return `not delivered to ${p.name}${p.reason ? ` (${p.reason})` : ""}`;
+}
+
+const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+/**
+ * A file card's heading and status line, for the sender ("out": one offer to everyone, each
+ * receiver accepting or declining) or the receiver ("in": by `state`, see call.js).
+ */
 export function transferText(t) {
   const label = `${t.name} (${fmtBytes(t.size)}${t.type ? `, ${t.type}` : ""})`;
   const pct = `${Math.round((t.progress || 0) * 100)} %`;
   if (t.direction === "out") {
-    if (t.failed) return { heading: `You tried to send ${label}`, status: `Failed: ${t.failed}` };
-    if (t.done) return { heading: `You sent ${label}`, status: "Delivered" };
-    return { heading: `You are sending ${label}`, status: `Sending… ${pct}` };
+    const peers = t.peers || [];
+    if (t.failed && !peers.some((p) => p.state === "delivered")) {
+      return { heading: `You tried to send ${label}`, status: `Failed: ${t.failed}` };
+    }
+    const waiting = peers.filter((p) => p.state === "waiting").map((p) => p.name);
+    const sending = peers.some((p) => p.state === "sending");
+    if (!t.done && sending) {
+      const more = waiting.length ? `; waiting for ${namesText(waiting)} to accept` : "";
+      return { heading: `You are sending ${label}`, status: `Sending… ${pct}${more}` };
+    }
+    if (!t.done) return { heading: `You are offering ${label}`, status: `Waiting for ${namesText(waiting)} to accept` };
+    const delivered = peers.filter((p) => p.state === "delivered").length;
+    if (delivered === peers.length) return { heading: `You sent ${label}`, status: "Delivered" };
+    return {
+      heading: delivered ? `You sent ${label}` : `You offered ${label}`,
+      status: capital(peers.map(outcomeText).join("; ")),
+    };
   }
   const who = t.fromName || "Someone";
-  if (t.failed) return { heading: `${who} tried to send ${label}`, status: `Failed: ${t.failed}` };
-  if (t.done) return { heading: `${who} sent ${label}`, status: "Received" };
-  return { heading: `${who} is sending ${label}`, status: `Receiving… ${pct}` };
+  switch (t.state) {
+    case "offered": return { heading: `${who} wants to send you ${label}`, status: "Accept to receive it, or decline." };
+    case "refused": return { heading: `${who} tried to send ${label}`, status: `Refused: ${refusalText(t.reason, who)}` };
+    case "declined": return { heading: `${who} offered ${label}`, status: "You declined it" };
+    case "receiving": return { heading: `${who} is sending ${label}`, status: `Receiving… ${pct}` };
+    case "received": return { heading: `${who} sent ${label}`, status: "Received" };
+    case "saved": return { heading: `${who} sent ${label}`, status: "Saved to your downloads" };
+    case "expired": return { heading: `${who} sent ${label}`, status: "No longer kept (you left the call)" };
+    default: return { heading: `${who} tried to send ${label}`, status: `Failed: ${t.reason || "failed"}` };
+  }
+}
+
+/** The toast when a file card first appears on the receiver's side (null: no toast). */
+export function transferToast(t) {
+  if (t.direction !== "in") return null;
+  if (t.state === "offered") return `${t.fromName} wants to send you ${t.name}`;
+  if (t.state === "refused") return `Refused ${t.name} from ${t.fromName}: ${refusalText(t.reason, t.fromName)}`;
+  return null;
 }
 
 /** Who is presenting, for the strip over the stage ("" when nobody). */
@@ -136,6 +205,7 @@ export function noticeText(code, d = {}) {
     };
     case "media-denied":
     case "media-absent": return { text: mediaProblemText(d) || "", kind: "warn" };
+    case "file-refused": return { text: `Refused ${d.file} from ${d.name}: ${refusalText(d.reason, d.name)}`, kind: "warn" };
     case "no-webrtc": return { text: "This browser does not support WebRTC video calls. Please use a current Firefox, Chrome, Edge or Safari.", banner: true };
     default: return { text: String(d.text || code), kind: "info" };
   }

@@ -3,7 +3,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import {
   initials, peopleText, netText, fmtBytes, qualityText, statsText, tileStatus, mediaProblemText,
-  micToggle, camToggle, transferText, presentingText, noticeText,
+  micToggle, camToggle, transferText, transferToast, refusalText, presentingText, noticeText,
 } from "../../static/js/text.js";
 
 test("initials: first letters of the first and last words, the same everywhere", () => {
@@ -69,14 +69,36 @@ test("a toggle's visible label starts its accessible name and says what pressing
   }
 });
 
-test("a file card: sending, then sent and delivered, never both", () => {
-  const t = { direction: "out", name: "a.txt", size: 2048, type: "text/plain", progress: 0.5, done: false, failed: null };
-  assert.deepEqual(transferText(t), { heading: "You are sending a.txt (2.0 KB, text/plain)", status: "Sending… 50 %" });
-  assert.deepEqual(transferText({ ...t, progress: 1, done: true }), { heading: "You sent a.txt (2.0 KB, text/plain)", status: "Delivered" });
-  assert.deepEqual(transferText({ ...t, done: true, failed: "not delivered" }).status, "Failed: not delivered");
-  const r = { direction: "in", fromName: "Ada", name: "b.bin", size: 10, type: "", progress: 0.2, done: false, failed: null };
+test("a file card for the sender: waiting for each receiver to accept, sending, then how it ended", () => {
+  const grace = { id: "g", name: "Grace", state: "waiting", reason: null, sent: 0 };
+  const linus = { id: "l", name: "Linus", state: "waiting", reason: null, sent: 0 };
+  const t = { direction: "out", name: "a.txt", size: 2048, type: "text/plain", progress: 0, done: false, failed: null, peers: [grace, linus] };
+  assert.deepEqual(transferText(t), { heading: "You are offering a.txt (2.0 KB, text/plain)", status: "Waiting for Grace and Linus to accept" });
+  const half = { ...t, progress: 0.5, peers: [{ ...grace, state: "sending" }, linus] };
+  assert.deepEqual(transferText(half), { heading: "You are sending a.txt (2.0 KB, text/plain)", status: "Sending… 50 %; waiting for Linus to accept" });
+  const both = { ...t, progress: 1, done: true, peers: [{ ...grace, state: "delivered" }, { ...linus, state: "delivered" }] };
+  assert.deepEqual(transferText(both), { heading: "You sent a.txt (2.0 KB, text/plain)", status: "Delivered" });
+  const declined = { ...t, done: true, peers: [{ ...grace, state: "declined", reason: "declined" }] };
+  assert.deepEqual(transferText(declined), { heading: "You offered a.txt (2.0 KB, text/plain)", status: "Declined by Grace" });
+  const mixed = { ...t, done: true, peers: [{ ...grace, state: "delivered" }, { ...linus, state: "declined", reason: "no-room" }] };
+  assert.equal(transferText(mixed).status, "Delivered to Grace; refused by Linus's browser (no room left)");
+  assert.equal(transferText({ ...t, done: true, failed: "too large" }).status, "Failed: too large");
+});
+
+test("a file card for the receiver: offered, refused with the reason, receiving, received", () => {
+  const r = { direction: "in", fromName: "Ada", name: "b.bin", size: 10, type: "", progress: 0.2, state: "receiving" };
   assert.deepEqual(transferText(r), { heading: "Ada is sending b.bin (10 B)", status: "Receiving… 20 %" });
-  assert.equal(transferText({ ...r, done: true, progress: 1 }).heading, "Ada sent b.bin (10 B)");
+  assert.equal(transferText({ ...r, state: "offered" }).heading, "Ada wants to send you b.bin (10 B)");
+  assert.equal(transferText({ ...r, state: "received", progress: 1 }).heading, "Ada sent b.bin (10 B)");
+  assert.equal(transferText({ ...r, state: "declined" }).status, "You declined it");
+  assert.equal(transferText({ ...r, state: "refused", reason: "too-large" }).status,
+    "Refused: larger than the 512 MB this browser keeps for received files");
+  assert.equal(transferText({ ...r, state: "failed", reason: "connection closed" }).status, "Failed: connection closed");
+  assert.equal(transferToast({ ...r, state: "offered" }), "Ada wants to send you b.bin");
+  assert.equal(transferToast({ ...r, state: "receiving" }), null);
+  assert.equal(refusalText("busy", "Mallory"), "another file from Mallory is waiting or arriving (one at a time)");
+  assert.equal(noticeText("file-refused", { name: "Mallory", file: "x.bin", reason: "reused" }).text,
+    "Refused x.bin from Mallory: it reused the id of an earlier file");
 });
 
 test("who is presenting", () => {
