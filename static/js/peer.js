@@ -41,8 +41,9 @@ export class PeerLink extends EventTarget {
    * @param {(data) => void} o.sendSignal   delivers to this remote peer only
    * @param {(data) => void} o.sendReport   call-setup telemetry
    * @param {{audio: MediaStreamTrack|null, video: MediaStreamTrack|null, stream: MediaStream}} o.local
+   * @param {RTCCertificate[]} [o.certificates]  our DTLS certificate, whose fingerprint the SAS uses
    */
-  constructor({ selfId, remoteId, iceServers, sendSignal, sendReport, local }) {
+  constructor({ selfId, remoteId, iceServers, sendSignal, sendReport, local, certificates }) {
     super();
     this.selfId = selfId;
     this.id = remoteId;
@@ -70,7 +71,7 @@ export class PeerLink extends EventTarget {
     this._lastQualityAt = -Infinity;
     this._sampling = false;
 
-    this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    this.pc = new RTCPeerConnection({ iceServers: iceServers || [], ...(certificates ? { certificates } : {}) });
     this.remoteStream = new MediaStream();
     this.channels = new PeerChannels(this.pc);
     this.attempt = this._newAttempt();
