@@ -1,0 +1,213 @@
+"""Chromium and Firefox ESR in the same calls, against rtcsvc's own HTTPS listener.
+
+Chromium is driven by Playwright (``tests/support/browser.py``), Firefox ESR by
+``tests/support/firefox.py`` (puppeteer-core over WebDriver BiDi, on its own Xvfb screen so it
+can share it). Both are driven and checked the same way, by what a person sees: roles,
+accessible names and visible text; ``see`` / ``unseen`` work for both kinds of locator. The
+app's ``window.rtcsvc`` hook is read only for what nobody sees (tracks, file digests).
+
+Marked ``firefox``: ``pytest -m firefox`` runs the set alone; it is part of the default suite.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support.browser import (  # noqa: F401  (pytest fixtures)
+    browser, people, playwright_driver, room, screenshot_dir,
+)
+from tests.support.firefox import (  # noqa: F401  (pytest fixtures)
+    FirefoxPerson, audit, firefox, firefox_people, see, unseen, wait_media_flowing,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.firefox]
+
+# Keeps every RTCPeerConnection the app makes, so the test can read what arrives (getStats).
+RECORD_PEER_CONNECTIONS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__testPeerConnections = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); window.__testPeerConnections.push(this); }
+  };
+})();"""
+
+# Audio received and decoded, summed over the live connections: bytes and the energy of what
+# was played out (Firefox's fake microphone is a steady tone, Chromium's beeps every second;
+# silence adds no energy). Web Audio cannot measure it: Firefox has no sound device here.
+INBOUND_AUDIO = """async () => {
+  let bytes = 0, energy = 0;
+  for (const pc of window.__testPeerConnections) {
+    if (pc.connectionState !== 'connected') continue;
+    (await pc.getStats()).forEach(s => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        bytes += s.bytesReceived || 0;
+        energy += s.totalAudioEnergy || 0;
+      }
+    });
+  }
+  return {bytes, energy};
+}"""
+
+
+def add_init_script(person, source: str) -> None:
+    if isinstance(person, FirefoxPerson):
+        person.page.add_init_script(source)
+    else:
+        person.page.add_init_script(source)
+
+
+def assert_hears(person, other_name: str) -> None:
+    """Audio from the other keeps arriving and is not silence."""
+    before = person.page.evaluate(INBOUND_AUDIO)
+    person.wait("""(b) => (async () => { const n = await (%s)();
+                   return n.bytes > b.bytes + 2000 && n.energy > b.energy; })()""" % INBOUND_AUDIO.strip(),
+                before, what=f"audio from {other_name}")
+
+
+# A file of random bytes made in the page, its SHA-256 kept in window.__sentSha; returns a
+# DataTransfer holding it, to drop on the call as a person drags a file from their desktop.
+MAKE_FILE = """async ([size, name]) => {
+    const bytes = new Uint8Array(size);
+    for (let off = 0; off < size; off += 65536) crypto.getRandomValues(bytes.subarray(off, Math.min(off + 65536, size)));
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    window.__sentSha = Array.from(digest, x => x.toString(16).padStart(2, '0')).join('');
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, {type: 'application/octet-stream'}));
+    return dt;
+}"""
+
+# The visible labels of the call's controls and top bar, to compare the two browsers' screens.
+VISIBLE_CONTROLS = """() => [...document.querySelectorAll('.controls button, .topbar button')]
+    .filter(b => b.offsetParent !== null).map(b => b.innerText.replace(/\\s+/g, ' ').trim())"""
+
+
+def drop_file(person, size: int, name: str) -> None:
+    """Drag a file of ``size`` random bytes from the desktop onto the call area."""
+    if isinstance(person, FirefoxPerson):
+        person.firefox.call("drop", page=person.page_id, steps=[{"role": "region", "name": "Call area"}],
+                            make=MAKE_FILE, arg=[size, name])
+        return
+    handle = person.page.evaluate_handle(MAKE_FILE, [size, name])
+    for event in ("dragenter", "dragover", "drop"):
+        person.page.dispatch_event("#stage", event, {"dataTransfer": handle})
+
+
+def say(person, text: str) -> None:
+    person.button("Chat").click()
+    box = person.page.get_by_role("textbox", name="Message")
+    box.fill(text)
+    box.press("Enter")
+    person.button("Close chat").click()
+
+
+def no_page_errors(*persons) -> None:
+    for p in persons:
+        bad = [m for m in p.console if "Content Security Policy" in m or "pageerror" in m]
+        assert not bad, f"{p.name}: {bad}"
+
+
+def test_chromium_and_firefox_call_each_other_with_media_chat_files_codes_and_leave(
+        rtcsvc, browser, people, firefox_people, room, tmp_path):  # noqa: F811
+    shots = screenshot_dir(tmp_path)
+    svc = rtcsvc(tls=True)
+    ada = people(browser, svc.http_url, name="Ada")  # Chromium
+    fox = firefox_people(svc.http_url, name="Fiona")  # Firefox ESR
+    for p in (ada, fox):
+        add_init_script(p, RECORD_PEER_CONNECTIONS)
+    ada.join(room)
+    fox.join(room)
+    (fox_id,) = ada.wait_connected_to(1)
+    (ada_id,) = fox.wait_connected_to(1)
+    pairs = ((ada, fox, fox_id), (fox, ada, ada_id))
+
+    # ---- each sees and hears the other, named, in a call of two ----
+    for me, other, other_id in pairs:
+        see(me.tile(other.name))
+        see(me.tile(other.name).get_by_text(other.name))
+        see(me.page.get_by_text("2 people"))
+        sample = wait_media_flowing(me, other_id)
+        assert sample["w"] > 0 and sample["audio"] == ["live"] and sample["video"] == ["live"], sample
+        assert_hears(me, other.name)
+    # Both browsers show the same call screen: the same controls, the same words.
+    assert ada.page.evaluate(VISIBLE_CONTROLS) == fox.page.evaluate(VISIBLE_CONTROLS)
+    audit(fox, "a call of two (Firefox)")
+    fox.shot(shots, "firefox-call-2-desktop.png")
+
+    # ---- chat, both ways ----
+    say(ada, "Hello from Chromium")
+    see(fox.toast("Ada: Hello from Chromium"))
+    see(fox.button("Chat 1 unread"))
+    fox.button("Chat 1 unread").click()
+    chat = fox.page.get_by_role("complementary", name="Chat & files")
+    see(chat.get_by_text("Hello from Chromium"))
+    fox.page.get_by_role("textbox", name="Message").fill("Hello from Firefox")
+    fox.page.get_by_role("button", name="Send").click()
+    see(chat.get_by_text("Hello from Firefox"))
+    see(ada.toast("Fiona: Hello from Firefox"))
+    ada.button("Chat 1 unread").click()
+    see(ada.page.get_by_role("complementary", name="Chat & files").get_by_text("Hello from Firefox"))
+    for p in (ada, fox):
+        p.button("Close chat").click()
+
+    # ---- a dropped file, both ways, arrives with the sender's checksum ----
+    size = 5 * 1024 * 1024
+    for sender, receiver in ((ada, fox), (fox, ada)):
+        name = f"from-{sender.name}.bin"
+        drop_file(sender, size, name)
+        # The receiver is asked first, and says yes.
+        chat = receiver.page.get_by_role("complementary", name="Chat & files")
+        see(chat.get_by_text(f"{sender.name} wants to send you {name} (5.0 MB, application/octet-stream)"))
+        chat.get_by_role("button", name="Accept").click()
+        see(chat.get_by_role("link", name=f"Download {name}"), timeout=60_000)
+        see(chat.get_by_text(f"{sender.name} sent {name} (5.0 MB, application/octet-stream)"))
+        digest = receiver.page.evaluate("(name) => window.rtcsvc.receivedSha256(name)", name)
+        assert digest == sender.page.evaluate("window.__sentSha"), name
+    audit(fox, "chat and files (Firefox)")
+    fox.shot(shots, "firefox-chat-desktop.png")
+    for p in (ada, fox):
+        p.button("Close chat").click()
+
+    # ---- the security code is the same on both screens ----
+    codes = {}
+    for me, other, _ in pairs:
+        me.button("Security codes").click()
+        panel = me.page.get_by_role("complementary", name="Security codes")
+        see(panel.get_by_role("heading", name=other.name))
+        me.wait("() => /^\\S+( \\S+){4} · [a-z]+( [a-z]+){4}$/.test(document.querySelector('#security .sas')?.innerText || '')",
+                what="the security code")
+        codes[me.name] = panel.locator(".sas").inner_text()
+    assert codes["Ada"] == codes["Fiona"], codes
+    assert re.match(r"^\S+( \S+){4} · [a-z]+( [a-z]+){4}$", codes["Ada"]), codes
+    fox.shot(shots, "firefox-security-desktop.png")
+    for p in (ada, fox):
+        p.button("Close security codes").click()
+
+    # ---- muted microphone and stopped camera show on the other's tile, both ways ----
+    for me, other, _ in pairs:
+        me.button("Mute microphone").click()
+        see(me.button("Unmute microphone"))
+        see(other.tile(f"{me.name}, muted"))
+        see(other.tile(f"{me.name}, muted").get_by_role("img", name="muted"))
+        me.button("Stop video").click()
+        see(other.tile(f"{me.name}, muted, camera off"))
+        me.button("Unmute microphone").click()
+        me.button("Start video").click()
+        see(other.tile(me.name))
+    # Firefox's own self-view says so too.
+    fox.button("Mute microphone").click()
+    see(fox.page.get_by_role("figure", name="Your video").get_by_role("img", name="muted"))
+    fox.shot(shots, "firefox-muted-desktop.png")
+    fox.button("Unmute microphone").click()
+
+    # ---- leaving is shown to both ----
+    fox.button("Leave call").click()
+    see(fox.page.get_by_role("heading", name="You left the call"))
+    see(fox.button("Rejoin"))
+    see(ada.toast("Fiona left the call."))
+    unseen(ada.tile("Fiona"))
+    see(ada.page.get_by_text("Just you"))
+    audit(fox, "left (Firefox)")
+    fox.shot(shots, "firefox-left-desktop.png")
+    no_page_errors(ada, fox)
