@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import txredisapi
@@ -22,6 +23,8 @@ from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import defer, error, ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.python.failure import Failure
 
 #: Seconds to wait for TCP to connect (TLS and the login come after, bounded by the heartbeat).
 CONNECT_TIMEOUT = 5
@@ -41,14 +44,14 @@ class RedisAddress:
     ca_file: str | None = None
     trust: tuple[bytes, ...] | None = field(default=None, repr=False)
 
-    def __str__(self):
+    def __str__(self) -> str:
         """The URL without the password (safe to log)."""
         user = f"{quote(self.username, safe='')}@" if self.username else ""
         query = f"?ca={self.ca_file}" if self.ca_file else ""
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{user}{self.host}:{self.port}/{self.db}{query}"
 
-    def endpoint(self, reactor):
+    def endpoint(self, reactor: Any) -> IStreamClientEndpoint:
         """A client endpoint: TCP, wrapped in TLS for ``rediss://``."""
         tcp = HostnameEndpoint(reactor, self.host, self.port, timeout=CONNECT_TIMEOUT)
         if not self.tls:
@@ -144,11 +147,11 @@ class HandshakeRefused(Exception):
 
 
 @defer.inlineCallbacks
-def handshake(protocol: txredisapi.RedisProtocol, address: RedisAddress):
+def handshake(protocol: Any, address: RedisAddress) -> Any:
     """AUTH (as the ACL user), SELECT the database, PING: on every (re)connection, before the
     connection counts as usable. The PING makes a server that never answers like Redis (a TLS
     port spoken to in clear) show up here rather than in the first real command."""
-    steps = []
+    steps: list[tuple[tuple[str | int, ...], str]] = []
     if address.password is not None:
         if address.username:
             steps.append((("AUTH", address.username, address.password), "login (AUTH)"))
@@ -165,7 +168,7 @@ def handshake(protocol: txredisapi.RedisProtocol, address: RedisAddress):
             raise HandshakeRefused(f"refused the {what}: {str(e).rstrip('.')}") from None
 
 
-def explain(reason) -> str:
+def explain(reason: Failure) -> str:
     """Why a connection ended before it was usable, as a phrase an operator can act on."""
     value = reason.value
     if isinstance(value, VerificationError):

@@ -11,10 +11,15 @@ docs/scaling.md. The scripts touch keys they compute themselves, which rules out
 Every script gets the same first six arguments (see ``RedisHub._common``):
 ARGV[1] key prefix, ARGV[2]/ARGV[3] the encoded ``peer-left`` message around the peer id,
 ARGV[4] the queue bounds per dropped peer as ``<signals>:<bytes>``, ARGV[5] the resume grace in
-ms, ARGV[6] this process.
+ms, ARGV[6] this process. What they publish is written by the ``msg_<tag>`` encoders that
+:mod:`rtcsvc.redis_channel` generates from its one definition of the channel messages.
 """
 
-PRELUDE = r"""
+from __future__ import annotations
+
+from rtcsvc.redis_channel import lua_encoders
+
+PRELUDE = lua_encoders() + r"""
 local P, LEFT_PRE, LEFT_POST = ARGV[1], ARGV[2], ARGV[3]
 local LIMIT, LIMIT_BYTES = string.match(ARGV[4], '^(%d+):(%d+)$')
 LIMIT, LIMIT_BYTES = tonumber(LIMIT), tonumber(LIMIT_BYTES)
@@ -64,8 +69,7 @@ local function remove_seat(id)
   -- The holder hears of it too: a seat can be removed by someone else (sweep, overflow).
   if not procs[f[2]] then procs[f[2]] = {} end
   for proc, live in pairs(procs) do
-    redis.call('PUBLISH', chan(proc),
-               'L\n' .. f[1] .. '\n' .. id .. '\n' .. table.concat(live, ','))
+    redis.call('PUBLISH', chan(proc), msg_L(f[1], id, table.concat(live, LIST_SEP)))
   end
 end
 
@@ -77,8 +81,8 @@ end
 local function snapshot(room)
   local z = redis.call('ZRANGE', P .. 'room:' .. room, 0, -1, 'WITHSCORES')
   local parts = {}
-  for i = 1, #z, 2 do parts[#parts + 1] = z[i] .. ':' .. z[i + 1] end
-  return table.concat(parts, ',')
+  for i = 1, #z, 2 do parts[#parts + 1] = z[i] .. PAIR_SEP .. z[i + 1] end
+  return table.concat(parts, LIST_SEP)
 end
 """
 
@@ -105,8 +109,8 @@ if rtoken ~= '' then
       local q = P .. 'queue:' .. old
       local backlog = redis.call('LRANGE', q, 0, -1)
       redis.call('DEL', q, P .. 'queue-bytes:' .. old)
-      if f[2] ~= ME then redis.call('PUBLISH', chan(f[2]), 'M\n' .. old) end
-      redis.call('PUBLISH', chan(ME), 'W\n' .. req .. '\n' .. old .. '\n1\n' .. snapshot(room))
+      if f[2] ~= ME then redis.call('PUBLISH', chan(f[2]), msg_M(old)) end
+      redis.call('PUBLISH', chan(ME), msg_W(req, old, '1', snapshot(room)))
       return {'resumed', old, backlog}
     end
   end
@@ -117,15 +121,14 @@ local seq = redis.call('INCR', P .. 'seq')
 local procs, dropped = room_procs(room)
 for _, d in ipairs(dropped) do enqueue(d, joined) end
 for proc, live in pairs(procs) do
-  redis.call('PUBLISH', chan(proc),
-             'J\n' .. room .. '\n' .. id .. '\n' .. seq .. '\n' .. table.concat(live, ','))
+  redis.call('PUBLISH', chan(proc), msg_J(room, id, seq, table.concat(live, LIST_SEP)))
 end
 redis.call('ZADD', P .. 'room:' .. room, seq, id)
 redis.call('HSET', P .. 'peer:' .. id, 'room', room, 'proc', ME, 'state', 'live',
            'token', token, 'epoch', 0)
 redis.call('SET', P .. 'token:' .. token, id)
 redis.call('SADD', P .. 'seats:' .. ME, id)
-redis.call('PUBLISH', chan(ME), 'W\n' .. req .. '\n' .. id .. '\n0\n' .. snapshot(room))
+redis.call('PUBLISH', chan(ME), msg_W(req, id, '0', snapshot(room)))
 settle()
 return {'joined', id}
 """
@@ -148,7 +151,7 @@ for i = 8, #ARGV do
   end
 end
 for proc, ids in pairs(by_proc) do
-  redis.call('PUBLISH', chan(proc), 'S\n' .. table.concat(ids, ',') .. '\n' .. payload)
+  redis.call('PUBLISH', chan(proc), msg_S(table.concat(ids, LIST_SEP), payload))
 end
 settle()
 return #ARGV - 7
@@ -162,7 +165,7 @@ local f = redis.call('HMGET', k, 'proc', 'state')
 if f[1] ~= ME or f[2] ~= 'live' then return 0 end
 redis.call('HSET', k, 'state', 'dropped')
 local epoch = redis.call('HINCRBY', k, 'epoch', 1)
-redis.call('PUBLISH', chan(ME), 'D\n' .. ARGV[7] .. '\n' .. epoch)
+redis.call('PUBLISH', chan(ME), msg_D(ARGV[7], epoch))
 return epoch
 """
 

@@ -251,8 +251,8 @@ def test_the_peers_of_a_process_that_stops_heartbeating_leave(hubs):
     yield joining(a, "room", watcher)
     rb = yield joining(b, "room", Connection())
     # Process b "dies": no more heartbeats, connections cut, nothing cleaned up.
-    b._heartbeat.stop()
-    for factory in b._factories:
+    b._lease.stop()
+    for factory in b._link._factories:
         factory.disconnect()
     yield until(lambda: watcher.of_type("peer-left"), timeout=3, what="peer-left")
     assert watcher.of_type("peer-left") == [{"type": "peer-left", "id": rb.member.id}]
