@@ -15,10 +15,7 @@ handshake that hits a bug is refused with one log line, never a traceback.
 from __future__ import annotations
 
 import os
-import re
-from collections import Counter
 from dataclasses import dataclass
-from types import FunctionType
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -27,7 +24,8 @@ from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from rtcsvc import messages
+from rtcsvc import autobahn_internals, messages
+from rtcsvc.admission import Admission, Handshake, Refused
 from rtcsvc.hub import (
     IPeerConnection,
     IResumingHub,
@@ -36,12 +34,8 @@ from rtcsvc.hub import (
     Unavailable,
     UnknownPeer,
 )
-from rtcsvc.invite import room_token_valid
-from rtcsvc.origin import client_key
 from rtcsvc.ratelimit import ClientBuckets, TokenBucket
 from rtcsvc.turn import TurnMinter
-
-ROOM_PATH = re.compile(r"/ws/([A-Za-z0-9_-]{1,64})\Z")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_INVALID_PAYLOAD = 1007
@@ -67,11 +61,7 @@ MAX_REPORTS = 32
 _log = Logger(namespace="rtcsvc.protocol.SignalingProtocol")
 
 
-#: The largest handshake request header, as twisted.web's ``HTTPChannel.totalHeadersSize``.
-MAX_REQUEST_HEADER = 16384
-#: A client's handshake bucket holds this many seconds' worth of ``--handshake-rate``: a
-#: whole office behind one NAT reconnecting after a restart gets through in one go.
-HANDSHAKE_BURST_SECONDS = 10
+MAX_REQUEST_HEADER = autobahn_internals.MAX_REQUEST_HEADER
 #: Seconds a socket closed for abuse has to take its close frame before it is cut.
 ABUSER_FLUSH_TIMEOUT = 5.0
 
@@ -93,7 +83,7 @@ class Limits:
 
 
 @implementer(IPeerConnection, IPushProducer)
-class SignalingProtocol(WebSocketServerProtocol):
+class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol):
     """One browser's signaling socket. Autobahn claims ``.log``; ours is the module's ``_log``."""
 
     _member = None
@@ -105,7 +95,7 @@ class SignalingProtocol(WebSocketServerProtocol):
     _kicked = False
     _refresh = None
     _reports = 0
-    _admitted = False
+    _ticket = None  # the admission's ticket, from the handshake until the close
     _invited = True
     _bucket = None
     _limited = 0  # frames refused in a row by the rate limit
@@ -121,63 +111,35 @@ class SignalingProtocol(WebSocketServerProtocol):
         # Autobahn buffers a request until its blank line, however long: bounded here as
         # twisted.web bounds its headers (16 KiB), before any of it is parsed. Only called
         # while the handshake is in progress.
-        if (len(self.data) > MAX_REQUEST_HEADER
-                and self.data.find(b"\r\n\r\n", 0, MAX_REQUEST_HEADER + 4) < 0):
+        if autobahn_internals.handshake_too_large(self):
             self.factory.refuse("header-too-large")
             self.failHandshake("The request header is larger than 16 KiB.", 431)
-            self.data = b""
+            autobahn_internals.discard_handshake(self)
             return
         super().processHandshake()
 
     def onConnect(self, request):
+        factory = self.factory
+        handshake = Handshake(getattr(self.transport.getPeer(), "host", ""),
+                              ISSLTransport.providedBy(self.transport), request.path,
+                              request.headers.get, request.params)
         try:
-            return self._check_handshake(request)
-        except ConnectionDeny:
-            raise
+            ticket = factory.admission.admit(handshake, factory.clock.seconds())
+        except Refused as refused:
+            factory.refuse(refused.reason)
+            raise ConnectionDeny(refused.status, refused.text) from None
         except Exception as e:
             # A bug, reached by whatever this client sent: one line for the operator (never
             # the exception's text, which may quote a token), a bare 500 for the client.
-            self.factory.refuse("error")
-            self.factory.unexpected("refusing a handshake", self._client, e)
+            factory.refuse("error")
+            factory.unexpected("refusing a handshake", self._client, e)
             raise ConnectionDeny(500, "Internal server error") from None
-
-    def _check_handshake(self, request):
-        factory = self.factory
-        headers = request.headers
-        view = factory.proxies.view(
-            getattr(self.transport.getPeer(), "host", ""),
-            ISSLTransport.providedBy(self.transport),
-            headers.get,
-        )
-        self._client = view.client
-        self._client_key = key = client_key(view.client)
-        handshakes = factory.handshakes
-        if handshakes is not None and not handshakes.take(key, factory.clock.seconds()):
-            factory.refuse("handshake-rate")
-            raise ConnectionDeny(429, "Too many new connections from your address; slow down.")
-        match = ROOM_PATH.match(request.path)
-        if match is None:
-            factory.refuse("bad-room")
-            raise ConnectionDeny(400, "The room name must match [A-Za-z0-9_-]{1,64}.")
-        if not factory.origins.allows(headers.get("origin"), view):
-            factory.refuse("origin")
-            raise ConnectionDeny(403, "This origin may not open a signaling socket here.")
-        self._room = match.group(1)
-        limits = factory.limits
-        if factory.admitted >= limits.max_connections:
-            factory.refuse("server-full")
-            raise ConnectionDeny(503, "The server is at its connection limit; try again later.")
-        if factory.per_client[key] >= limits.max_per_client:
-            factory.refuse("client-limit")
-            raise ConnectionDeny(429, "Too many connections from your address.")
-        factory.admit(key)
-        self._admitted = True
-        if limits.room_secret is not None:
-            # Refused after the upgrade (see onOpen): a browser cannot read an HTTP status,
-            # and "your invite link has expired" is worth telling the person.
-            self._invited = room_token_valid(limits.room_secret, self._room,
-                                             _param(request, "token"), factory.clock.seconds())
-        self._resume_token = _param(request, "resume")
+        self._ticket = ticket
+        self._client = ticket.client
+        self._client_key = ticket.key
+        self._room = ticket.room
+        self._invited = ticket.invited
+        self._resume_token = ticket.resume_token
         return None
 
     def onOpen(self):
@@ -283,7 +245,7 @@ class SignalingProtocol(WebSocketServerProtocol):
                 self._frame_refused = False
             else:
                 self._frame_refused = True
-                if self.current_frame.opcode < 8:
+                if autobahn_internals.frame_is_data(self):
                     self._drop_message = True
                 self._rate_limited()
         _frame_begin(self)
@@ -301,16 +263,16 @@ class SignalingProtocol(WebSocketServerProtocol):
         # callbacks per message) that nothing here listens to; deliver the message directly.
         if self._drop_message:
             self._drop_message = False  # refused by the rate limit, and told so then
-        elif not self.failedByMe:
-            payload = b"".join(self.message_data)
-            if self.message_is_binary or _is_utf8(payload):
-                self.onMessage(payload, self.message_is_binary)
+        elif not autobahn_internals.failed_by_me(self):
+            payload, binary = autobahn_internals.take_message(self)
+            if binary or _is_utf8(payload):
+                self.onMessage(payload, binary)
             else:
                 # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
-                self.failedByMe = True
+                autobahn_internals.mark_failed_by_me(self)
                 self.sendCloseFrame(CLOSE_INVALID_PAYLOAD, b"Text messages must be UTF-8.",
                                     isReply=False)
-        self.message_data = None
+        autobahn_internals.drop_message(self)
 
     def onMessage(self, payload, isBinary):
         member = self._member
@@ -334,12 +296,11 @@ class SignalingProtocol(WebSocketServerProtocol):
                                                                      factory.clock.seconds()):
                 factory.metrics.record_report(message)
 
-    def _max_message_size_exceeded(self, msg_size, max_msg_size, reason):
-        # Autobahn's hook for an over-long frame, called from the frame *header*: nothing of
-        # the payload has been buffered. Say why before the 1009 close it sends.
+    def message_too_large(self, max_size):
+        # Called from an over-long frame's header: nothing of its payload has been buffered.
+        # Say why before the 1009 close Autobahn sends.
         self._kicked = True
-        self._error("too-large", f"Messages are limited to {max_msg_size} bytes.")
-        super()._max_message_size_exceeded(msg_size, max_msg_size, reason)
+        self._error("too-large", f"Messages are limited to {max_size} bytes.")
 
     def _rate_limited(self):
         self._limited += 1
@@ -357,11 +318,9 @@ class SignalingProtocol(WebSocketServerProtocol):
         factory = self.factory
         self._kicked = True
         factory.metrics.errors.labels("rate-limit-close").inc()
-        if factory.handshakes is not None:
-            # Coming straight back costs it its handshake burst.
-            factory.handshakes.drain(self._client_key, factory.clock.seconds())
+        factory.admission.penalise(self._client_key, factory.clock.seconds())
         self.sendCloseFrame(CLOSE_POLICY, b"Rate limit exceeded.", isReply=False)
-        self.wasNotCleanReason = "closed with 1008 for exceeding the rate limit"
+        autobahn_internals.set_unclean_reason(self, "closed with 1008 for exceeding the rate limit")
         transport = self.transport
         # Closed state: Autobahn stops parsing what was already read, and reads no more.
         # A client that is not reading cannot take the close frame either: cut it now, or
@@ -418,9 +377,9 @@ class SignalingProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean, code, reason):
         factory = self.factory
         factory.connections.discard(self)
-        if self._admitted:
-            self._admitted = False
-            factory.release(self._client_key)
+        if self._ticket is not None:
+            self._ticket = None
+            factory.admission.release(self._client_key)
         if self._refresh is not None and self._refresh.active():
             self._refresh.cancel()
         if self._abort_call is not None and self._abort_call.active():
@@ -474,9 +433,7 @@ class SignalingProtocol(WebSocketServerProtocol):
         self.sendClose(close_code, text)
 
 
-#: Autobahn's own frame-header handling, called by our metering override without a
-#: ``super()`` lookup on every frame.
-_frame_begin = WebSocketServerProtocol.onFrameBegin
+_frame_begin = autobahn_internals.frame_begin
 
 _JOINED = "joined room={room} peer={peer} client={client}"
 _RESUMED = "resumed room={room} peer={peer} client={client}"
@@ -506,11 +463,6 @@ def _text_frame(payload: bytes) -> bytes:
 
 
 _SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
-
-
-def _param(request, name):
-    values = request.params.get(name)
-    return values[0] if values else None
 
 
 def _where(error) -> str:
@@ -552,12 +504,9 @@ class SignalingFactory(WebSocketServerFactory):
         #: Call-setup reports taken per client, however many sockets it opens.
         self.reports = ClientBuckets(REPORTS_PER_CLIENT_RATE, REPORTS_PER_CLIENT_BURST)
         self.connections: set[SignalingProtocol] = set()
-        self.admitted = 0  # handshakes accepted and not yet closed
-        self.per_client: Counter[str] = Counter()  # by client_key()
-        #: Handshakes per client (its key), or None when --handshake-rate is 0.
-        self.handshakes = (ClientBuckets(limits.handshake_rate,
-                                         max(1.0, limits.handshake_rate * HANDSHAKE_BURST_SECONDS))
-                           if limits.handshake_rate > 0 else None)
+        self.admission = Admission(origins, proxies, limits.max_connections,
+                                   limits.max_per_client, limits.handshake_rate,
+                                   limits.room_secret)
         #: Whether a resume token alone may resume (the hub can resume without seating).
         self.resumes_alone = IResumingHub.providedBy(hub)
         self.configure(limits)
@@ -592,18 +541,7 @@ class SignalingFactory(WebSocketServerFactory):
             trustXForwardedFor=0,
             serveFlashSocketPolicy=False,
         )
-        # Autobahn copies every option onto each protocol instance unless the protocol already
-        # has it. As class attributes of a protocol class of this factory's own, they cost
-        # nothing per connection: 29 fewer attributes in every socket's __dict__ (idle memory,
-        # docs/performance.md). Functions become staticmethods so they stay plain callables.
-        # With nothing left to copy, CONFIG_ATTRS is emptied: Autobahn also pretty-prints the
-        # list of copied options for a debug line on every connection, whatever the log level
-        # (pprint.pformat, ~120 us per handshake, the largest single cost of a join).
-        options = {"CONFIG_ATTRS": ()}
-        for name in SignalingProtocol.CONFIG_ATTRS:
-            value = getattr(self, name)
-            options[name] = staticmethod(value) if isinstance(value, FunctionType) else value
-        self.protocol = type(SignalingProtocol.__name__, (SignalingProtocol,), options)
+        self.protocol = autobahn_internals.protocol_with_options(SignalingProtocol, self)
 
     def refuse(self, reason: str) -> None:
         self.metrics.refused.labels(reason).inc()
@@ -613,16 +551,6 @@ class SignalingFactory(WebSocketServerFactory):
         (it could quote a token), only the exception's type and where it was raised."""
         _log.error("unexpected {error} while {doing} for {client}, at {where}",
                    error=_error_name(error), doing=doing, client=client, where=_where(error))
-
-    def admit(self, client: str) -> None:
-        self.admitted += 1
-        self.per_client[client] += 1
-
-    def release(self, client: str) -> None:
-        self.admitted -= 1
-        self.per_client[client] -= 1
-        if self.per_client[client] <= 0:
-            del self.per_client[client]
 
     def shut_down(self, timeout: float = 3.0):
         """Close every socket with 1001; fires when all are closed or ``timeout`` passed."""

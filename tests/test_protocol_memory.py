@@ -12,7 +12,8 @@ import pytest
 from twisted.logger import globalLogPublisher
 
 from rtcsvc.invite import mint_room_token
-from rtcsvc.protocol import ABUSER_FLUSH_TIMEOUT, HANDSHAKE_BURST_SECONDS
+from rtcsvc.admission import HANDSHAKE_BURST_SECONDS
+from rtcsvc.protocol import ABUSER_FLUSH_TIMEOUT
 from tests.support.memws import (
     CLOSE, CONTINUATION, PING, PONG, TEXT, HandshakeRefused, MemoryServer, client_frame, text,
 )
@@ -199,7 +200,7 @@ def test_an_unexpected_error_in_the_handshake_is_one_line_and_a_bare_500(log_lin
     assert not any(failure for _, failure in log_lines)
     assert all(secret_text not in line for line, _ in log_lines)
     assert server.refused("error") == 1
-    assert server.factory.admitted == 0 and not server.factory.per_client
+    assert server.factory.admission.admitted == 0 and not server.factory.admission.per_client
 
 
 def test_an_unexpected_error_while_joining_is_one_line_and_close_1011(log_lines):
@@ -294,7 +295,7 @@ def test_a_closed_slot_in_a_64_is_given_back():
     client.send(client_frame(CLOSE, b"\x03\xe8"))
     client.finish()
     server.join(address="2001:db8::2")
-    assert server.factory.per_client == {"2001:db8::/64": 1}
+    assert server.factory.admission.per_client == {"2001:db8::/64": 1}
 
 
 def test_handshakes_past_the_burst_get_429_until_the_rate_refills():

@@ -144,7 +144,7 @@ def test_handshake_rate_reaches_the_factory_and_zero_turns_it_off(tmp_path):
         return reactor.tcpServers[0][1].signaling
 
     assert factory().limits.handshake_rate == 10.0
-    assert factory("--handshake-rate", "2.5").handshakes.rate == 2.5
-    assert factory("--handshake-rate", "0").handshakes is None
+    assert factory("--handshake-rate", "2.5").admission.handshakes.rate == 2.5
+    assert factory("--handshake-rate", "0").admission.handshakes is None
     with pytest.raises(SystemExit, match="--handshake-rate must be at least 0"):
         parse("--handshake-rate", "-1")

@@ -189,16 +189,21 @@ class MemoryServer:
             metrics=self.metrics, limits=limits or Limits(**limit_fields),
             turn_minter=turn_minter)
 
-    def connect(self, room: str = "room", *, address: str = "127.0.0.1",
-                query: dict | str | None = None, headers: dict | None = None,
-                path: str | None = None) -> MemoryClient:
-        """Open a socket (handshake included); raise :class:`HandshakeRefused` on an HTTP
-        refusal."""
+    def raw_connection(self, address: str = "127.0.0.1"):
+        """A signaling protocol on its transport, nothing sent yet: (protocol, transport)."""
         kind = IPv6Address if ":" in address else IPv4Address
         peer = kind("TCP", address, 40000)
         protocol = self.factory.buildProtocol(peer)
         transport = MemoryTransport(peerAddress=peer)
         protocol.makeConnection(transport)
+        return protocol, transport
+
+    def connect(self, room: str = "room", *, address: str = "127.0.0.1",
+                query: dict | str | None = None, headers: dict | None = None,
+                path: str | None = None) -> MemoryClient:
+        """Open a socket (handshake included); raise :class:`HandshakeRefused` on an HTTP
+        refusal."""
+        protocol, transport = self.raw_connection(address)
         if isinstance(query, dict):
             query = "?" + urlencode(query)
         target = path if path is not None else f"/ws/{room}{query or ''}"
