@@ -30,6 +30,19 @@ export function renderControls(m) {
   share.disabled = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
 }
 
+/** What a person is told when their screen share did not start, by ScreenShareError.problem. */
+export function screenShareText(problem) {
+  switch (problem) {
+    case "denied": return "Screen sharing did not start: it was cancelled or not allowed. Press Share screen again and choose what to share.";
+    case "system-denied": return "Screen sharing did not start: your computer does not let this browser record the screen. Allow it in the system's privacy settings, then try again.";
+    case "blocked": return "Screen sharing is blocked on this page by the browser's settings or policy.";
+    case "absent": return "Screen sharing did not start: the browser found no screen to share.";
+    case "unreadable": return "Screen sharing did not start: the screen could not be captured (the system or another program stopped it). Try again.";
+    case "unsupported": return "This browser cannot share a screen.";
+    default: return "Screen sharing did not start because of an error in the browser. Try again.";
+  }
+}
+
 const PANELS = { side: "#btn-chat", settings: "#btn-settings", security: "#btn-security" };
 
 /** Open one side panel (or none): chat & files, devices, security codes. */
@@ -83,8 +96,19 @@ export function initControls(app, { onLeave }) {
 
   const share = async () => {
     if (!app.call) return;
-    if (app.media.screenTrack) await app.call.stopScreenShare();
-    else if (!(await app.call.startScreenShare())) toast("Screen sharing was cancelled or is not available.", { kind: "warn" });
+    if (app.media.screenTrack) {
+      await app.call.stopScreenShare();
+      return;
+    }
+    let problem = null;
+    try {
+      if (!(await app.call.startScreenShare())) problem = "absent";
+    } catch (err) {
+      problem = err && err.problem ? err.problem : "failed";
+      if (!(err && err.problem)) console.warn("screen share:", err);
+    }
+    // Said where the person looks (a toast over the stage, read out politely), long enough to read.
+    if (problem) toast(screenShareText(problem), { code: "screen-share", kind: "warn", ms: 12000 });
   };
   $("#btn-share").addEventListener("click", share);
   $("#stop-presenting").addEventListener("click", () => app.call && app.call.stopScreenShare());

@@ -6,6 +6,12 @@
 // why (`problem`: "denied" or "absent"), so a person without a camera still joins.
 // Outgoing tracks are swapped with RTCRtpSender.replaceTrack by the caller (see
 // call.js), so switching devices or sharing the screen never renegotiates.
+//
+// A shared screen keeps its resolution and gives up frame rate when bandwidth is short
+// (text stays legible): Chromium reads the track's contentHint "detail"; Firefox has no
+// contentHint and sent a 1280x800 screen at 640x400 for its first ~10 s, so the sender is
+// also told directly (`tuneSender`, RTCRtpSendParameters.degradationPreference).
+// A refused or failed screen share throws a ScreenShareError whose `problem` says why.
 
 export function webrtcSupport() {
   const hasPc = typeof window.RTCPeerConnection === "function";
@@ -19,6 +25,52 @@ function classify(err) {
   if (err.name === "NotAllowedError" || err.name === "SecurityError") return "denied";
   if (err.name === "NotFoundError" || err.name === "OverconstrainedError" || err.name === "NotReadableError") return "absent";
   return "absent";
+}
+
+/** Why getDisplayMedia failed, as one of a few problems a person can act on. */
+export function screenShareProblem(err) {
+  const name = err && err.name;
+  if (name === "NotAllowedError") {
+    // Chromium says "Permission denied by system" when the OS forbids screen recording.
+    return /system/i.test(String(err.message || "")) ? "system-denied" : "denied";
+  }
+  if (name === "SecurityError") return "blocked";
+  if (name === "NotFoundError") return "absent";
+  if (name === "NotReadableError" || name === "AbortError") return "unreadable";
+  if (name === "NotSupportedError" || name === "TypeError" || name === "InvalidStateError") return "unsupported";
+  return "failed";
+}
+
+/** A screen share that did not start: `problem` from screenShareProblem, `cause` the browser's error. */
+export class ScreenShareError extends Error {
+  constructor(problem, cause = null) {
+    super(`screen share ${problem}${cause ? `: ${cause.name}: ${cause.message}` : ""}`);
+    this.name = "ScreenShareError";
+    this.problem = problem;
+    this.cause = cause;
+  }
+}
+
+// The tracks of shared screens this page started (tuneSender tells them from cameras).
+const screenTracks = new WeakSet();
+
+/**
+ * Tell `sender` how to degrade the video `track` it now sends: a shared screen keeps its
+ * resolution, anything else gets the browser's balance back. Never throws: a browser without
+ * degradationPreference (or a sender not negotiated yet) keeps its defaults.
+ */
+export async function tuneSender(sender, track) {
+  if (!sender || typeof sender.getParameters !== "function" || typeof sender.setParameters !== "function") return;
+  if (!track || track.kind !== "video") return;
+  const want = track && screenTracks.has(track) ? "maintain-resolution" : "balanced";
+  try {
+    const params = sender.getParameters();
+    if ((params.degradationPreference || "balanced") === want) return;
+    params.degradationPreference = want;
+    await sender.setParameters(params);
+  } catch {
+    // Not supported here, or not negotiated yet: the browser's default stays.
+  }
 }
 
 const VIDEO_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
@@ -166,18 +218,22 @@ export class LocalMedia extends EventTarget {
     }
   }
 
-  /** Start sharing the screen; returns the screen track, or null if refused. */
+  /** Start sharing the screen; returns the screen track, or throws a ScreenShareError saying why not. */
   async startScreenShare() {
-    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) return null;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) throw new ScreenShareError("unsupported");
     let s;
     try {
       s = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
-    } catch {
-      return null;
+    } catch (err) {
+      throw new ScreenShareError(screenShareProblem(err), err);
     }
     const track = s.getVideoTracks()[0];
-    if (!track) return null;
-    track.contentHint = "detail";
+    if (!track) {
+      for (const t of s.getTracks()) t.stop();
+      throw new ScreenShareError("absent");
+    }
+    if ("contentHint" in track) track.contentHint = "detail";
+    screenTracks.add(track);
     this.screenTrack = track;
     if (this.cameraTrack) this.stream.removeTrack(this.cameraTrack);
     this.stream.addTrack(track);

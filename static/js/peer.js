@@ -23,6 +23,7 @@ import { SetupAttempt } from "./report.js";
 import { sasOfConnection } from "./sas.js";
 import { PeerChannels } from "./transfer.js";
 import { StallDetector, pairSample, restartBackoffMs } from "./stall.js";
+import { tuneSender } from "./media.js";
 
 const DISCONNECTED_GRACE_MS = 4000;
 const SAMPLE_INTERVAL_MS = 1000; // stall checks
@@ -78,7 +79,7 @@ export class PeerLink extends EventTarget {
 
     const stream = local.stream;
     if (local.audio) this.pc.addTrack(local.audio, stream);
-    if (local.video) this.pc.addTrack(local.video, stream);
+    if (local.video) tuneSender(this.pc.addTrack(local.video, stream), local.video);
 
     this.pc.addEventListener("negotiationneeded", () => this._negotiate());
     this.pc.addEventListener("icecandidate", ({ candidate }) => {
@@ -184,12 +185,13 @@ export class PeerLink extends EventTarget {
     const tr = trs.find((t) => t.sender.track) || trs.find((t) => t.direction !== "inactive") || trs[0];
     if (tr) {
       await tr.sender.replaceTrack(track);
+      await tuneSender(tr.sender, track);
       if (track && stream && tr.sender.setStreams) tr.sender.setStreams(stream);
       if (track && (tr.direction === "recvonly" || tr.direction === "inactive")) {
         tr.direction = tr.direction === "recvonly" ? "sendrecv" : "sendonly";
       }
     } else if (track) {
-      this.pc.addTrack(track, stream);
+      tuneSender(this.pc.addTrack(track, stream), track);
     }
   }
 
