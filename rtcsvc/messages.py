@@ -14,6 +14,8 @@ import orjson
 
 #: Outcomes, paths and failure reasons a ``report`` may carry (docs/protocol.md).
 REPORT_PATHS = frozenset({"direct", "relay"})
+#: The escalation rung that connected (static/js/escalation.js); optional.
+REPORT_RUNGS = frozenset({"initial", "ice-restart", "relay-only"})
 REPORT_REASONS = frozenset(
     {"ice-failed", "dtls-failed", "timeout", "negotiation-failed", "media-denied", "other"}
 )
@@ -36,6 +38,7 @@ class Report:
     setup_seconds: float
     path: str | None
     reason: str | None
+    rung: str | None = None
 
 
 def parse(payload: bytes) -> Signal | Report:
@@ -75,9 +78,11 @@ def _parse_report(data) -> Report:
     if type(setup_ms) not in (int, float) or not 0 <= setup_ms <= MAX_SETUP_MS:
         raise BadMessage(f"'setupMs' must be a number from 0 to {MAX_SETUP_MS}")
     if outcome == "connected":
-        allowed, path, reason = {"outcome", "setupMs", "path"}, data.get("path"), None
+        allowed, path, reason = {"outcome", "setupMs", "path", "rung"}, data.get("path"), None
         if path not in REPORT_PATHS:
             raise BadMessage("'path' must be 'direct' or 'relay'")
+        if "rung" in data and data["rung"] not in REPORT_RUNGS:
+            raise BadMessage("'rung' must be one of " + ", ".join(sorted(REPORT_RUNGS)))
     elif outcome == "failed":
         allowed, path, reason = {"outcome", "setupMs", "reason"}, None, data.get("reason")
         if reason not in REPORT_REASONS:
@@ -87,7 +92,7 @@ def _parse_report(data) -> Report:
     extra = set(data) - allowed
     if extra:
         raise BadMessage("a report may not carry " + ", ".join(sorted(map(str, extra)))[:200])
-    return Report(outcome, setup_ms / 1000.0, path, reason)
+    return Report(outcome, setup_ms / 1000.0, path, reason, data.get("rung"))
 
 
 # -- server -> client

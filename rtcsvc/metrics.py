@@ -70,6 +70,11 @@ class Metrics:
             "rtcsvc_call_failures", "Peer connections that failed, by reason.", ["reason"],
             registry=self.registry,
         )
+        self.setup_rungs = Counter(
+            "rtcsvc_call_setup_rungs",
+            "Peer connections that connected, by the escalation rung that got them through.",
+            ["rung"], registry=self.registry,
+        )
 
     def watch(self, hub, connections_open) -> None:
         """Expose the live counts of ``hub`` and ``connections_open()``."""
@@ -79,5 +84,7 @@ class Metrics:
         if report.outcome == "connected":
             self.setups.labels(report.path).inc()
             self.setup_seconds.labels(report.path).observe(report.setup_seconds)
+            if report.rung is not None:
+                self.setup_rungs.labels(report.rung).inc()
         else:
             self.failures.labels(report.reason).inc()
