@@ -16,13 +16,21 @@
 // started by one side heals both. A restart that does not bring the path back is
 // retried with backoff (stall.js, restartBackoffMs). docs/client.md states the bound.
 //
-// Signals are `{description}` or `{candidate}` objects inside the protocol's
-// `signal.data`; nothing else of ours travels through the server.
+// When a call does not connect, or a restart does not bring it back, it escalates
+// (escalation.js): ICE restart, then a new connection on both ends that uses only TURN
+// over TLS (relay-only), then the person is told it cannot connect. docs/client.md
+// states the bounds; each setup report says which rung connected.
+//
+// Signals are `{description}`, `{candidate}` or `{relayOnly: gen}` objects inside the
+// protocol's `signal.data`, each with `gen` (the connection's generation: 0, then 1 after
+// the relay-only rung rebuilt it) once it is not 0; signals of an older generation are
+// dropped. Nothing else of ours travels through the server.
 
 import { SetupAttempt } from "./report.js";
 import { sasOfConnection } from "./sas.js";
 import { PeerChannels } from "./transfer.js";
 import { StallDetector, pairSample, restartBackoffMs } from "./stall.js";
+import { ladders, nextStep, relayOnlyServers, swappable } from "./escalation.js";
 import { tuneSender } from "./media.js";
 
 const DISCONNECTED_GRACE_MS = 4000;
@@ -71,38 +79,138 @@ export class PeerLink extends EventTarget {
     this._iceUfrag = null; // of the negotiated local description; never logged
     this._lastQualityAt = -Infinity;
     this._sampling = false;
+    this.iceServers = iceServers || [];
+    this.certificates = certificates;
+    // The escalation ladder (escalation.js): the rung now and since when, whether the link
+    // is trying (not working), and whether it gave up.
+    this.gen = 0;
+    this.rung = "initial";
+    this._rungSince = performance.now();
+    this._ladderStartedAt = this._rungSince; // when the person started waiting
+    this.trying = true;
+    this.gaveUp = false;
 
-    this.pc = new RTCPeerConnection({ iceServers: iceServers || [], ...(certificates ? { certificates } : {}) });
     this.remoteStream = new MediaStream();
-    this.channels = new PeerChannels(this.pc);
+    this._localStream = local.stream;
+    this.pc = this._makePc({ iceServers: this.iceServers }, [local.audio, local.video].filter(Boolean));
+    this._channels = swappable(new PeerChannels(this.pc));
+    this.channels = this._channels.proxy; // the same object across rebuilds
     this.attempt = this._newAttempt();
-
-    const stream = local.stream;
-    if (local.audio) this.pc.addTrack(local.audio, stream);
-    if (local.video) tuneSender(this.pc.addTrack(local.video, stream), local.video);
-
-    this.pc.addEventListener("negotiationneeded", () => this._negotiate());
-    this.pc.addEventListener("icecandidate", ({ candidate }) => {
-      if (candidate) this.sendSignal({ candidate: candidate.toJSON() });
-    });
-    this.pc.addEventListener("track", ({ track }) => {
-      if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
-      track.addEventListener("unmute", () => this._emit("media"));
-      this._emit("media");
-    });
-    this.pc.addEventListener("connectionstatechange", () => this._onConnectionState());
-    this.pc.addEventListener("iceconnectionstatechange", () => this._onIceState());
-    this.pc.addEventListener("signalingstatechange", () => this._onSignalingState());
 
     this.statsTimer = setInterval(() => this._pollStats(), SAMPLE_INTERVAL_MS);
   }
 
+  /** A peer connection sending `tracks`; its events count only while it is `this.pc`. */
+  _makePc(config, tracks) {
+    const pc = new RTCPeerConnection({ ...config, ...(this.certificates ? { certificates: this.certificates } : {}) });
+    for (const track of tracks) {
+      const sender = pc.addTrack(track, this._localStream);
+      if (track.kind === "video") tuneSender(sender, track);
+    }
+    const mine = (fn) => (ev) => { if (pc === this.pc && !this.closed) fn(ev); };
+    pc.addEventListener("negotiationneeded", mine(() => this._negotiate()));
+    pc.addEventListener("icecandidate", mine(({ candidate }) => {
+      if (candidate) this._signal({ candidate: candidate.toJSON() });
+    }));
+    pc.addEventListener("track", mine(({ track }) => {
+      // A rebuilt connection brings new tracks of the same kinds: they replace the old ones
+      // in the same stream, so the tile's video element keeps playing it.
+      for (const old of this.remoteStream.getTracks()) {
+        if (old.kind === track.kind && old !== track) this.remoteStream.removeTrack(old);
+      }
+      if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
+      track.addEventListener("unmute", () => this._emit("media"));
+      this._emit("media");
+    }));
+    pc.addEventListener("connectionstatechange", mine(() => this._onConnectionState()));
+    pc.addEventListener("iceconnectionstatechange", mine(() => this._onIceState()));
+    pc.addEventListener("signalingstatechange", mine(() => this._onSignalingState()));
+    return pc;
+  }
+
+  /** Send a signal of this connection's generation. */
+  _signal(data) {
+    this.sendSignal(this.gen ? { ...data, gen: this.gen } : data);
+  }
+
   _emit(type, detail = {}) {
+    if (type === "state" && !this.closed) ladders.set(this.id, this.ladder); // for the tile
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   _newAttempt() {
-    return new SetupAttempt((data) => this.sendReport(data));
+    // setupMs counts from when the person started waiting (the first attempt, or the
+    // moment a working path died), whichever rung connects.
+    return new SetupAttempt((data) => this.sendReport(data),
+      { startedAt: this._ladderStartedAt, rung: this.rung });
+  }
+
+  /** Where the ladder is (escalation.js `ladders`, `ladderText`). */
+  get ladder() {
+    return { rung: this.rung, trying: this.trying, gaveUp: this.gaveUp };
+  }
+
+  _setRung(rung, now = performance.now()) {
+    this.rung = rung;
+    this._rungSince = now;
+    this._emit("state");
+  }
+
+  /** The path stopped working (or never worked): the ladder counts from now. */
+  _startTrying(now) {
+    if (this.rung === "initial") this.rung = "ice-restart";
+    if (this.trying) return;
+    this.trying = true;
+    this._ladderStartedAt = now;
+    this._rungSince = now;
+  }
+
+  /**
+   * The relay-only rung: a new peer connection (new ICE, new DTLS) using only turns: URLs,
+   * generation `gen`. `announce` tells the other end to do the same (it must: an end that
+   * still sends over UDP loses its datagrams on the same broken path).
+   */
+  _goRelayOnly(gen, announce) {
+    if (this.closed || gen <= this.gen) return;
+    const tracks = this.pc.getSenders().map((s) => s.track).filter(Boolean);
+    const old = this.pc;
+    this.gen = gen;
+    if (announce) this._signal({ relayOnly: gen });
+    this.pc = this._makePc({ iceServers: relayOnlyServers(this.iceServers), iceTransportPolicy: "relay" }, tracks);
+    const oldChannels = this._channels.swap(new PeerChannels(this.pc));
+    try { oldChannels.close(); } catch { /* already closed */ }
+    old.close();
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.settingRemoteAnswer = false;
+    this._iceUfrag = null;
+    this._stall.reset();
+    this._restartedAt = performance.now();
+    this._failedRestarts = 0;
+    this._notConnectedSince = null;
+    this.trying = true;
+    this.gaveUp = false;
+    this.attempt.cancel();
+    this._setRung("relay-only");
+    this.attempt = this._newAttempt();
+    this._emit("restart");
+    // The impolite end offers first, as for any new connection (negotiationneeded).
+  }
+
+  /** Every second: climb the ladder while the link is not working. */
+  _climb(now) {
+    if (!this.trying) return;
+    const step = nextStep({ rung: this.rung, since: this._rungSince, now,
+      hasRelayUrl: relayOnlyServers(this.iceServers).length > 0, gaveUp: this.gaveUp });
+    if (step === "ice-restart") {
+      if (this._restartIce("setup-timeout")) this._setRung("ice-restart", now);
+    } else if (step === "relay-only") {
+      this._goRelayOnly(this.gen + 1, true);
+    } else if (step === "give-up") {
+      this.gaveUp = true;
+      this.attempt.failed(this.pc.connectionState === "failed" ? "ice-failed" : "timeout");
+      this._emit("state");
+    }
   }
 
   get connectionState() {
@@ -124,7 +232,7 @@ export class PeerLink extends EventTarget {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
       if (debug()) console.debug(`rtcsvc: ${this.id.slice(0, 6)} -> ${this.pc.localDescription.type}`);
-      this.sendSignal({ description: this.pc.localDescription.toJSON() });
+      this._signal({ description: this.pc.localDescription.toJSON() });
     } catch (err) {
       this._emit("warning", { message: `offer failed: ${err.message}` });
     } finally {
@@ -142,6 +250,14 @@ export class PeerLink extends EventTarget {
 
   async _handle(data) {
     if (this.closed || !data || typeof data !== "object") return;
+    const gen = Number.isSafeInteger(data.gen) && data.gen > 0 ? data.gen : 0;
+    if (gen < this.gen) return; // for a connection we closed
+    if (Number.isSafeInteger(data.relayOnly)) {
+      // One step at a time: a peer cannot make us skip generations.
+      if (data.relayOnly === this.gen + 1) this._goRelayOnly(data.relayOnly, false);
+      return;
+    }
+    if (gen > this.gen) return; // a generation never announced
     const { description, candidate } = data;
     if (description && debug()) console.debug(`rtcsvc: ${this.id.slice(0, 6)} <- ${description.type} in ${this.pc.signalingState} makingOffer=${this.makingOffer} polite=${this.polite}`);
     if (description) {
@@ -158,7 +274,7 @@ export class PeerLink extends EventTarget {
       }
       if (description.type === "offer") {
         await this.pc.setLocalDescription();
-        this.sendSignal({ description: this.pc.localDescription.toJSON() });
+        this._signal({ description: this.pc.localDescription.toJSON() });
       }
       this._updateSas();
     } else if (candidate) {
@@ -207,6 +323,8 @@ export class PeerLink extends EventTarget {
     if (st === "connected") {
       this._everConnected = true;
       this._notConnectedSince = null;
+      this.trying = false;
+      this.gaveUp = false;
       this.attempt.connected(this.pc).then(() => {
         if (this.attempt.outcome) this.path = this.attempt.outcome.path || null;
         this._emit("state");
@@ -264,6 +382,7 @@ export class PeerLink extends EventTarget {
     this._stall.reset();
     this.lastRestartReason = reason;
     this.restarts += 1;
+    this._startTrying(now);
     this.attempt.cancel();
     this.attempt = this._newAttempt();
     this._emit("restart");
@@ -273,6 +392,8 @@ export class PeerLink extends EventTarget {
   }
 
   setIceServers(iceServers) {
+    this.iceServers = iceServers || [];
+    if (this.gen > 0) iceServers = relayOnlyServers(this.iceServers); // stays relay-only
     try {
       this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
     } catch {
@@ -294,7 +415,9 @@ export class PeerLink extends EventTarget {
 
   /** Every second: is the path dead (restart ICE)? Every other: the quality readout. */
   async _pollStats() {
-    if (this.closed || this._sampling || !this._everConnected) return;
+    if (this.closed) return;
+    this._climb(performance.now());
+    if (this._sampling || !this._everConnected) return;
     this._sampling = true;
     let report;
     try {
@@ -372,6 +495,7 @@ export class PeerLink extends EventTarget {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.statsTimer);
+    ladders.delete(this.id);
     this.attempt.cancel();
     this.channels.close();
     this.pc.close();

@@ -1,8 +1,9 @@
 // Call-setup telemetry: one `{"type":"report"}` per peer-connection attempt
 // (docs/protocol.md, "report"). An attempt starts when a peer connection is created
 // or its ICE is restarted, and ends at the first `connected` or failure. Only the
-// outcome, the elapsed time, the path kind (direct/relay) and a failure reason are
-// sent: never addresses, candidates or SDP.
+// outcome, the elapsed time, the path kind (direct/relay), the escalation rung that
+// connected (escalation.js) and a failure reason are sent: never addresses, candidates
+// or SDP.
 
 export const SETUP_TIMEOUT_MS = 30000;
 const MAX_REPORTS = 32; // the server ignores more per connection anyway
@@ -36,8 +37,9 @@ export async function selectedPath(pc) {
 
 /** One connection attempt's report; `send(data)` delivers it over signaling. */
 export class SetupAttempt {
-  constructor(send, { startedAt = performance.now(), timeoutMs = SETUP_TIMEOUT_MS, onTimeout = null } = {}) {
+  constructor(send, { startedAt = performance.now(), timeoutMs = SETUP_TIMEOUT_MS, onTimeout = null, rung = null } = {}) {
     this.send = send;
+    this.rung = rung;
     this.startedAt = startedAt;
     this.done = false;
     this.outcome = null;
@@ -72,7 +74,7 @@ export class SetupAttempt {
     } catch {
       path = null;
     }
-    this._deliver({ outcome: "connected", setupMs, path: path || "direct" });
+    this._deliver({ outcome: "connected", setupMs, path: path || "direct", ...(this.rung ? { rung: this.rung } : {}) });
   }
 
   failed(reason) {

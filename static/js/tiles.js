@@ -6,6 +6,7 @@
 
 import { $ } from "./views.js";
 import { initials, qualityText, tileStatus } from "./text.js";
+import { ladderText, ladders } from "./escalation.js";
 
 export class TileGrid {
   constructor(grid, self) {
@@ -75,6 +76,8 @@ export class TileGrid {
     tile.dataset.quality = quality || "unknown";
     // Only a connection worth worrying about is labelled; a good one needs no mark.
     $(".quality", tile).textContent = quality === "fair" || quality === "poor" ? qualityText(quality) : "";
-    $(".tile-status", tile).textContent = tileStatus(peer.connectionState);
+    // "Trying a relay…" / "Can't connect to …" while the call escalates, else the state.
+    const ladder = ladderText(ladders.get(peer.id) || {}, peer.name);
+    $(".tile-status", tile).textContent = ladder || tileStatus(peer.connectionState);
   }
 }
