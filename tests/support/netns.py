@@ -495,7 +495,13 @@ sys.exit(0 if reply[8:20] == request[8:20] else 1)
 # ---- callers: the network a browser sits behind ------------------------------------------------
 
 #: Caller network kinds (what the caller's router does) and what each needs from the browser.
-CALLER_KINDS = ("open", "symmetric-nat", "udp-blocked", "tcp443-only", "proxy")
+CALLER_KINDS = ("open", "symmetric-nat", "udp-blocked", "tcp443-only", "proxy",
+                "udp-large-blackhole")
+#: UDP datagrams of at least this many bytes (IP length) vanish behind a "udp-large-blackhole"
+#: router: STUN checks and TURN requests (about 100-200 bytes) pass, a DTLS handshake flight
+#: carrying a certificate and video packets (300-1200) do not, as on a path whose MTU problem
+#: nobody reports (a tunnel or a broken PPPoE link dropping large datagrams silently).
+BLACKHOLE_MIN_BYTES = 300
 
 
 @dataclass
@@ -702,9 +708,13 @@ def _configure_router(caller: Caller, layout: Layout) -> None:
         r.iptables("-P", "FORWARD", "DROP")
         r.iptables("-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
                    "-j", "ACCEPT")
-    if caller.kind in ("symmetric-nat", "udp-blocked"):
+    if caller.kind in ("symmetric-nat", "udp-blocked", "udp-large-blackhole"):
         if caller.kind == "udp-blocked":
             r.iptables("-A", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP")
+        if caller.kind == "udp-large-blackhole":
+            # Both ways, before the ESTABLISHED rule lets answers in.
+            r.iptables("-I", "FORWARD", "1", "-p", "udp", "-m", "length", "--length",
+                       f"{BLACKHOLE_MIN_BYTES}:65535", "-j", "DROP")
         r.iptables("-A", "FORWARD", "-i", "lan", "-j", "ACCEPT")
     elif caller.kind == "tcp443-only":
         for address in layout.tcp443_destinations:
