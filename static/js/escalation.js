@@ -2,7 +2,7 @@
 // connect, or stops, and what the person is told meanwhile. Pure (no WebRTC, no timers,
 // no DOM) except `swappable`, so it is unit tested with `node --test tests/js/`.
 //
-// Rungs, in order (docs/client.md, "When a call does not connect"):
+// Rungs, in order (docs/networks.md, "When a call does not connect: the escalation ladder"):
 //   initial      the first attempt, every ICE server the welcome named;
 //   ice-restart  an ICE restart on the same connection (peer.js already restarts a path
 //                that dies; here it also happens to a first attempt that hangs);

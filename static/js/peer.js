@@ -18,7 +18,7 @@
 //
 // When a call does not connect, or a restart does not bring it back, it escalates
 // (escalation.js): ICE restart, then a new connection on both ends that uses only TURN
-// over TLS (relay-only), then the person is told it cannot connect. docs/client.md
+// over TLS (relay-only), then the person is told it cannot connect. docs/networks.md
 // states the bounds; each setup report says which rung connected.
 //
 // Signals are `{description}`, `{candidate}` or `{relayOnly: gen}` objects inside the
