@@ -21,7 +21,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.browser import audit, browser, people, playwright_driver, room  # noqa: F401
+from tests.support.browser import audit, browser, people, playwright_driver, room, screenshot_dir  # noqa: F401
 from tests.test_browser_call import drop_file, file_card
 
 pytestmark = pytest.mark.slow
@@ -162,7 +162,7 @@ def test_a_reused_transfer_id_never_touches_another_persons_file(rtcsvc, browser
     audit(bob.page, "two files with one id, from two people")
 
 
-def test_floods_of_chat_and_file_offers_are_bounded_per_peer(rtcsvc, browser, people, room):  # noqa: F811
+def test_floods_of_chat_and_file_offers_are_bounded_per_peer(rtcsvc, browser, people, room, tmp_path):  # noqa: F811
     alice, bob, mallory = three(rtcsvc, browser, people, room)
     alice.button("Chat").click()
     alice.page.get_by_role("textbox", name="Message").fill("agenda at 10")
@@ -195,6 +195,7 @@ def test_floods_of_chat_and_file_offers_are_bounded_per_peer(rtcsvc, browser, pe
     expect(huge.get_by_text("Refused: larger than the 512 MB this browser keeps for received files")).to_be_visible()
     expect(huge.get_by_role("button", name="Accept")).to_have_count(0)
     audit(bob.page, "refused file offers")
+    bob.shot(screenshot_dir(tmp_path), "file-refused-desktop.png")
 
     # The allowance is shared: Bob accepts 300 MB from Mallory (reserved, though she sends
     # nothing), so 300 MB from Alice no longer fits.
