@@ -12,6 +12,7 @@ Marked ``firefox``: ``pytest -m firefox`` runs the set alone; it is part of the 
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
@@ -103,9 +104,11 @@ def say(person, text: str) -> None:
     person.button("Close chat").click()
 
 
-def no_page_errors(*persons) -> None:
+def no_page_errors(*persons, expected: str | None = None) -> None:
+    """No CSP violation and no uncaught error (but those matching ``expected``)."""
     for p in persons:
-        bad = [m for m in p.console if "Content Security Policy" in m or "pageerror" in m]
+        bad = [m for m in p.console if ("Content Security Policy" in m or "pageerror" in m)
+               and not (expected and re.search(expected, m))]
         assert not bad, f"{p.name}: {bad}"
 
 
@@ -324,3 +327,79 @@ def test_a_refused_screen_share_tells_the_person_why_in_both_browsers(
         no_page_errors(ada, fox)
     finally:
         headless.close()
+
+
+def test_a_mesh_of_two_chromium_and_one_firefox_everyone_sees_everyone(
+        rtcsvc, browser, people, firefox_people, room, tmp_path):  # noqa: F811
+    svc = rtcsvc(tls=True)
+    ada = people(browser, svc.http_url, name="Ada")
+    grace = people(browser, svc.http_url, name="Grace")
+    fox = firefox_people(svc.http_url, name="Fiona")
+    everyone = (ada, grace, fox)
+    for p in everyone:
+        p.join(room)
+    ids = {}
+    for p in everyone:
+        p.wait_connected_to(2, timeout=45_000)
+        ids[p.name] = p.id
+    for me in everyone:
+        see(me.page.get_by_text("3 people"))
+        for other in everyone:
+            if other is me:
+                continue
+            see(me.tile(other.name))
+            wait_media_flowing(me, ids[other.name])
+    audit(fox, "a group of three (Firefox)")
+    fox.shot(screenshot_dir(tmp_path), "firefox-call-3-desktop.png")
+    # Someone leaves: the other two, in either browser, see it.
+    grace.button("Leave call").click()
+    for me in (ada, fox):
+        see(me.toast("Grace left the call."))
+        unseen(me.tile("Grace"))
+        see(me.page.get_by_text("2 people"))
+    no_page_errors(*everyone)
+
+
+def signaling_sockets(pid: int, port: int) -> list[int]:
+    """The local ports of process ``pid``'s TCP connections to 127.0.0.1:``port``."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", "dst", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    ports = []
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            local = line.split()[2]  # Recv-Q Send-Q Local Peer ...
+            ports.append(int(local.rsplit(":", 1)[1]))
+    return ports
+
+
+def test_firefox_recovers_from_a_network_blip_without_a_reload(
+        rtcsvc, browser, people, firefox_people, firefox, room, tmp_path):  # noqa: F811
+    """Firefox's signaling socket is cut (its TCP connection destroyed, the page held offline
+    for 3 s): it shows the reconnecting banner, comes back by itself and the call goes on."""
+    svc, ada, fox, ada_id, fox_id = start_call(rtcsvc, browser, people, firefox_people, room)
+    fox.page.evaluate("() => { window.__sameDocument = true; }")
+    ports = signaling_sockets(firefox.firefox_pid, svc.port)
+    assert ports, "Firefox has no connection to rtcsvc"
+
+    firefox.call("setOffline", page=fox.page_id, offline=True)
+    for p in ports:
+        subprocess.run(["ss", "-K", "src", f"127.0.0.1:{p}", "dst", f"127.0.0.1:{svc.port}"],
+                       capture_output=True, timeout=10, check=True)
+    banner = fox.page.get_by_role("alert").get_by_text("Connection to the server lost. Reconnecting…")
+    see(banner)
+    see(fox.page.locator(".topbar").get_by_text("Reconnecting…"))
+    fox.shot(tmp_path, "firefox-reconnecting-desktop.png")
+    time.sleep(3)
+    firefox.call("setOffline", page=fox.page_id, offline=False)
+
+    fox.expect_connected(timeout=45_000)
+    see(fox.toast("Reconnected."), timeout=45_000)
+    unseen(fox.page.get_by_role("alert"))
+    assert fox.page.evaluate("window.__sameDocument") is True  # no reload
+    assert fox.wait_connected_to(1) == [ada_id]
+    wait_media_flowing(fox, ada_id)
+    wait_media_flowing(ada, fox_id)
+    see(ada.tile("Fiona"))
+    see(fox.tile("Ada"))
+    # Firefox reports each refused WebSocket while offline as a page error.
+    no_page_errors(ada, fox, expected=r"connection to wss://.*(was interrupted|can.t establish)|establish a connection to the server at wss://")
