@@ -32,6 +32,8 @@ const browser = await puppeteer.launch({
     "media.autoplay.default": 0,
     "media.autoplay.blocking_policy": 0,
     "media.autoplay.block-webaudio": false,
+    // No "Pop out this video" button over a video the pointer happens to rest on.
+    "media.videocontrols.picture-in-picture.video-toggle.enabled": false,
     // Keep timers running in pages that are not in front.
     "dom.min_background_timeout_value": 4,
     "dom.timeout.enable_budget_timer_throttling": false,
