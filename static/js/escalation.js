@@ -7,8 +7,8 @@
 //   ice-restart  an ICE restart on the same connection (peer.js already restarts a path
 //                that dies; here it also happens to a first attempt that hangs);
 //   relay-only   a NEW peer connection on both ends, iceTransportPolicy "relay", only the
-//                turns: URLs (TURN over TLS, the one that passes 443-only firewalls, proxies
-//                and paths that lose large UDP datagrams). A new connection because a DTLS
+//                turns: URLs on 443 (TURN over TLS, the one that passes 443-only firewalls,
+//                proxies and paths that lose large UDP datagrams). A new connection because a DTLS
 //                handshake that cannot get through stays "connecting" for good: an ICE
 //                restart moves the candidate pair, never the stuck handshake (checked).
 // Past the last rung the person is told the call cannot connect. A link that had worked
@@ -43,14 +43,22 @@ export function nextStep({ rung, since, now, hasRelayUrl, gaveUp = false }, boun
   return null;
 }
 
-/** The ICE servers of the relay-only rung: only their turns: URLs (with the credentials). */
+/**
+ * The ICE servers of the relay-only rung: only their turns: URLs on port 443 (with the
+ * credentials), the ones that pass 443-only firewalls and proxies; any turns: URL when none
+ * is on 443.
+ */
 export function relayOnlyServers(iceServers) {
-  const out = [];
-  for (const server of iceServers || []) {
-    const urls = [].concat(server.urls || []).filter((u) => typeof u === "string" && /^turns:/i.test(u));
-    if (urls.length) out.push({ ...server, urls });
-  }
-  return out;
+  const pick = (test) => {
+    const out = [];
+    for (const server of iceServers || []) {
+      const urls = [].concat(server.urls || []).filter((u) => typeof u === "string" && test(u));
+      if (urls.length) out.push({ ...server, urls });
+    }
+    return out;
+  };
+  const on443 = pick((u) => /^turns:[^?]*:443(\?|$)/i.test(u));
+  return on443.length ? on443 : pick((u) => /^turns:/i.test(u));
 }
 
 /**

@@ -43,16 +43,20 @@ test("nothing more once given up", () => {
   assert.equal(nextStep({ rung: "relay-only", since: 0, now: 1e9, hasRelayUrl: true, gaveUp: true }), null);
 });
 
-test("relay-only keeps only the turns: URLs, with their credentials", () => {
+test("relay-only keeps only the turns: URLs on 443, with their credentials", () => {
   const servers = [
     { urls: ["stun:chat.test:3478"] },
-    { urls: ["turn:chat.test:3478?transport=udp", "turns:chat.test:443?transport=tcp"], username: "u", credential: "c" },
+    { urls: ["turn:chat.test:3478?transport=udp", "turns:chat.test:5349?transport=tcp", "turns:chat.test:443?transport=tcp"], username: "u", credential: "c" },
     { urls: "TURNS:other.test:443?transport=tcp", username: "v", credential: "d" },
   ];
   assert.deepEqual(relayOnlyServers(servers), [
     { urls: ["turns:chat.test:443?transport=tcp"], username: "u", credential: "c" },
     { urls: ["TURNS:other.test:443?transport=tcp"], username: "v", credential: "d" },
   ]);
+  // No turns: on 443: any turns: URL.
+  assert.deepEqual(relayOnlyServers([{ urls: ["turns:t.test:5349?transport=tcp", "turn:t.test:3478"] }]),
+    [{ urls: ["turns:t.test:5349?transport=tcp"] }]);
+  assert.deepEqual(relayOnlyServers([{ urls: ["turns:t.test:4430"] }]), [{ urls: ["turns:t.test:4430"] }]);
   assert.deepEqual(relayOnlyServers([{ urls: ["stun:x:3478"] }]), []);
   assert.deepEqual(relayOnlyServers(undefined), []);
 });
