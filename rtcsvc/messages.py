@@ -20,6 +20,10 @@ REPORT_REASONS = frozenset(
     {"ice-failed", "dtls-failed", "timeout", "negotiation-failed", "media-denied", "other"}
 )
 MAX_SETUP_MS = 600_000
+#: The lobby's network check (static/js/verdict.js): its verdict and the relay transport that
+#: passed data ("udp" for a direct verdict, "none" when nothing did).
+NETCHECK_VERDICTS = frozenset({"direct", "relay", "none"})
+NETCHECK_TRANSPORTS = frozenset({"udp", "tcp", "tls", "none"})
 
 
 class BadMessage(ValueError):
@@ -41,8 +45,15 @@ class Report:
     rung: str | None = None
 
 
-def parse(payload: bytes) -> Signal | Report:
-    """Turn one text frame into a :class:`Signal` or :class:`Report`, or raise BadMessage."""
+@dataclass(frozen=True, slots=True)
+class NetCheck:
+    verdict: str
+    transport: str
+
+
+def parse(payload: bytes) -> Signal | Report | NetCheck:
+    """Turn one text frame into a :class:`Signal`, :class:`Report` or :class:`NetCheck`, or
+    raise BadMessage."""
     try:
         message = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -63,6 +74,8 @@ def parse(payload: bytes) -> Signal | Report:
             raise BadMessage("'data' is nested too deeply") from None
     if kind == "report":
         return _parse_report(message.get("data"))
+    if kind == "netcheck":
+        return _parse_netcheck(message.get("data"))
     if type(kind) is not str:
         raise BadMessage("a message needs a string 'type'")
     raise BadMessage(f"unknown message type {kind[:40]!r}")
@@ -93,6 +106,17 @@ def _parse_report(data) -> Report:
     if extra:
         raise BadMessage("a report may not carry " + ", ".join(sorted(map(str, extra)))[:200])
     return Report(outcome, setup_ms / 1000.0, path, reason, data.get("rung"))
+
+
+def _parse_netcheck(data) -> NetCheck:
+    # As strict as a report: exactly these two fields, each from its set.
+    if type(data) is not dict or set(data) != {"verdict", "transport"}:
+        raise BadMessage("a netcheck's 'data' must be an object with 'verdict' and 'transport'")
+    if data["verdict"] not in NETCHECK_VERDICTS:
+        raise BadMessage("'verdict' must be one of " + ", ".join(sorted(NETCHECK_VERDICTS)))
+    if data["transport"] not in NETCHECK_TRANSPORTS:
+        raise BadMessage("'transport' must be one of " + ", ".join(sorted(NETCHECK_TRANSPORTS)))
+    return NetCheck(data["verdict"], data["transport"])
 
 
 # -- server -> client
@@ -134,6 +158,11 @@ def peer_left(peer_id: str) -> bytes:
 
 def ice_servers(servers: list) -> bytes:
     return orjson.dumps({"type": "ice-servers", "iceServers": servers})
+
+
+def probe(servers: list) -> bytes:
+    """The only message a probe socket gets (docs/protocol.md, "Probe sockets")."""
+    return orjson.dumps({"type": "probe", "iceServers": servers})
 
 
 def error(code: str, message: str, **details) -> bytes:

@@ -75,6 +75,11 @@ class Metrics:
             "Peer connections that connected, by the escalation rung that got them through.",
             ["rung"], registry=self.registry,
         )
+        self.netchecks = Counter(
+            "rtcsvc_netchecks",
+            "Lobby network checks, by verdict and the transport that passed data.",
+            ["verdict", "transport"], registry=self.registry,
+        )
 
     def watch(self, hub, connections_open) -> None:
         """Expose the live counts of ``hub`` and ``connections_open()``."""

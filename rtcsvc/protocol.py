@@ -15,7 +15,7 @@ handshake that hits a bug is refused with one log line, never a traceback.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -54,6 +54,9 @@ REPORTS_PER_CLIENT_RATE = 2.0
 REPORTS_PER_CLIENT_BURST = 120
 #: More reports than this from one connection are ignored: a mesh of six needs five.
 MAX_REPORTS = 32
+#: A probe socket (the lobby's network check, docs/protocol.md "Probe sockets") lives this
+#: long at most, and so do the TURN credentials it is handed.
+PROBE_SECONDS = 120
 
 # One logger for all sockets. A Logger as a class attribute is a descriptor that builds a new
 # Logger (bound to the instance) on every `self._log` access, three times per join+leave; the
@@ -104,6 +107,7 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
     _abort_call = None  # cuts a socket closed for abuse that does not take its close frame
     _paused = False  # the transport's buffer is full: the client is not reading
     _backlog_bytes = 0  # written while paused
+    _probe = False  # ?probe=1: ICE servers for a network check, no seat
 
     # -- handshake
 
@@ -140,6 +144,7 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
         self._room = ticket.room
         self._invited = ticket.invited
         self._resume_token = ticket.resume_token
+        self._probe = request.params.get("probe") == ["1"]
         return None
 
     def onOpen(self):
@@ -165,7 +170,11 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
         # ~10 % of rtcsvc's own work per join.)
         hub = factory.hub
         try:
-            if self._invited:
+            if self._probe and self._invited:
+                self._open_probe()
+            elif self._probe:
+                self.refused(NotResumable(self._room))
+            elif self._invited:
                 hub.join(self._room, self, self._resume_token)
             elif self._resume_token is not None and factory.resumes_alone:
                 # The invite may have expired during the call: a live resume token is proof
@@ -225,6 +234,18 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
         else:
             self._unexpected("joining a room", reason)
 
+    def _open_probe(self):
+        # The same admission as a join (origin, rates, per-client sockets, invite) and the
+        # same per-client TURN budget, but no seat, and short-lived credentials.
+        factory = self.factory
+        now = factory.clock.seconds()
+        with_turn = factory.ice.has_turn and factory.turn_minter.may_mint(self._client_key, now)
+        if factory.ice.has_turn and not with_turn:
+            factory.metrics.turn_mints_refused.inc()
+        ice = replace(factory.ice, turn_ttl=min(factory.ice.turn_ttl, PROBE_SECONDS))
+        self.send(messages.probe(ice.ice_servers("probe-" + os.urandom(9).hex(), now, with_turn)))
+        self._refresh = factory.clock.callLater(PROBE_SECONDS, self.sendClose, 1000)
+
     def _refresh_ice(self):
         factory = self.factory
         self.send(messages.ice_servers(
@@ -277,6 +298,8 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
     def onMessage(self, payload, isBinary):
         member = self._member
         if member is None:
+            if self._probe and not isBinary and not self._reports:
+                self._probe_message(payload)
             return  # still joining, or on the way out
         if isBinary:
             return self._error("bad-message", "Binary frames are not part of protocol v1.")
@@ -290,10 +313,26 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
             except UnknownPeer:
                 self._error("unknown-peer", "No such peer in this room.")
         else:
-            self._reports += 1
-            factory = self.factory
-            if self._reports <= MAX_REPORTS and factory.reports.take(self._client_key,
-                                                                     factory.clock.seconds()):
+            self._count(message)
+
+    def _probe_message(self, payload):
+        # A probe socket says one thing: its network check's verdict.
+        try:
+            message = messages.parse(payload)
+        except messages.BadMessage as e:
+            return self._error("bad-message", str(e))
+        if message.__class__ is not messages.NetCheck:
+            return self._error("bad-message", "A probe socket only sends 'netcheck'.")
+        self._count(message)
+
+    def _count(self, message):
+        self._reports += 1
+        factory = self.factory
+        if self._reports <= MAX_REPORTS and factory.reports.take(self._client_key,
+                                                                 factory.clock.seconds()):
+            if message.__class__ is messages.NetCheck:
+                factory.metrics.netchecks.labels(message.verdict, message.transport).inc()
+            else:
                 factory.metrics.record_report(message)
 
     def message_too_large(self, max_size):
