@@ -81,16 +81,20 @@ def sent_netchecks(frames) -> list[dict]:
     return out
 
 
+def open_room(person, room):
+    try:
+        person.open_room(room)
+    except Exception:  # Chromium may see its new namespace's links settle (ERR_NETWORK_CHANGED)
+        person.open_room(room)
+
+
 def open_lobby(net, playwright, kind, label, room):
     caller = net.add_caller(label, kind)
     browser = net.launch_browser(playwright, caller)
     person = Participant(StrictTLS(browser), net.site_url, name=label.title())
     person.frames = []
     person.page.on("websocket", lambda ws: ws.on("framesent", lambda p: person.frames.append(p)))
-    try:
-        person.open_room(room)
-    except Exception:  # Chromium may see its new namespace's links settle (ERR_NETWORK_CHANGED)
-        person.open_room(room)
+    open_room(person, room)
     person.shown = time.monotonic()
     return browser, person
 
@@ -144,7 +148,7 @@ def test_the_lobby_says_whether_calls_will_work_from_each_network(topology, play
     person.page.locator(".netcheck-more summary").click()
     person.page.screenshot(path=str(SCREENSHOTS / "lobby-netcheck-desktop.png"), full_page=True)
     phone = Participant(StrictTLS(browser), net.site_url, name="Alice", viewport=PHONE)
-    phone.open_room(room)
+    open_room(phone, room)
     expect(phone.page.locator("#netcheck")).to_have_attribute(
         "data-state", "relay", timeout=(CHECK_BOUND_S + SLACK_S) * 1000)
     audit(phone.page, "the lobby with its network verdict, phone")
