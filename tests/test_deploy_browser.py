@@ -65,7 +65,10 @@ def test_two_browsers_call_each_other_through_apache(tmp_path, rtcsvc, people, r
             return [line for line in access_log.read_text().splitlines()
                     if f"GET /ws/{room}" in line and '" 101 ' in line]
 
-        wait_for(lambda: len(upgrades()) == 2, 10, "both WebSocket requests in Apache's log")
+        # Each lobby's network check opens a probe socket on the same path (its query is not
+        # logged), so there are the two calls' upgrades and up to two probes.
+        wait_for(lambda: len(upgrades()) >= 2, 10, "both WebSocket requests in Apache's log")
+        assert len(upgrades()) <= 4, upgrades()
         assert all(front.origin in line for line in upgrades())
     finally:
         front.stop()

@@ -12,12 +12,18 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.browser import PHONE, Participant, audit, playwright_driver, room  # noqa: F401
+from tests.support.browser import (  # noqa: F401
+    PHONE,
+    Participant,
+    audit,
+    playwright_driver,
+    room,
+    screenshot_dir,
+)
 from tests.support.netns import LAYOUTS, CallNetwork, Topology, leftover_namespaces
 
 pytestmark = [pytest.mark.slow, pytest.mark.netmatrix]
@@ -25,7 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.netmatrix]
 #: netcheck.js BOUNDS: probe 5 s + gathering 6 s + at most three media tests of 8 s + 2 s.
 #: Without any relay (the control) nothing is sent: probe + gathering.
 CHECK_BOUND_S, NO_RELAY_BOUND_S, SLACK_S = 41, 11, 6
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 
 #: profile -> (router kind, STUN only?, the headline, the telemetry, ports the report must call blocked)
@@ -130,7 +135,8 @@ def assert_verdict(net, person, profile):
     assert sent_netchecks(person.frames) == [telemetry], person.frames
 
 
-def test_the_lobby_says_whether_calls_will_work_from_each_network(topology, playwright_driver, room):
+def test_the_lobby_says_whether_calls_will_work_from_each_network(topology, playwright_driver, room,
+                                                                 tmp_path):
     """One server side, four people in their lobbies behind four networks at once (open, UDP
     blocked, only TCP 443, only a CONNECT proxy): each reads the verdict for their network."""
     net = CallNetwork(topology, LAYOUTS["second-address"]())
@@ -144,15 +150,15 @@ def test_the_lobby_says_whether_calls_will_work_from_each_network(topology, play
     # Accessible and photographed, desktop and phone (docs/screenshots/lobby-netcheck-*).
     audit(person.page, "the lobby with its network verdict")
     person.page.locator(".netcheck-more summary").click()
-    person.page.locator("#netcheck").screenshot(path=str(SCREENSHOTS / "lobby-netcheck-report-desktop.png"))
+    person.page.locator("#netcheck").screenshot(path=str(screenshot_dir(tmp_path) / "lobby-netcheck-report-desktop.png"))
     person.page.locator(".netcheck-more summary").click()
-    person.page.screenshot(path=str(SCREENSHOTS / "lobby-netcheck-desktop.png"), full_page=True)
+    person.page.screenshot(path=str(screenshot_dir(tmp_path) / "lobby-netcheck-desktop.png"), full_page=True)
     phone = Participant(StrictTLS(browser), net.site_url, name="Alice", viewport=PHONE)
     open_room(phone, room)
     expect(phone.page.locator("#netcheck")).to_have_attribute(
         "data-state", "relay", timeout=(CHECK_BOUND_S + SLACK_S) * 1000)
     audit(phone.page, "the lobby with its network verdict, phone")
-    phone.page.screenshot(path=str(SCREENSHOTS / "lobby-netcheck-phone.png"), full_page=True)
+    phone.page.screenshot(path=str(screenshot_dir(tmp_path) / "lobby-netcheck-phone.png"), full_page=True)
     # Check again reruns it, and says so while it runs.
     browser, person = people["open"]
     box = person.page.locator("#netcheck")

@@ -61,6 +61,7 @@ export async function enterLobby(app, room) {
 }
 
 let checking = null;
+let stopChecking = null; // aborts the running check when the person leaves the lobby
 let report = "";
 
 /** Run the network check once at a time and draw its progress and verdict. */
@@ -73,8 +74,9 @@ export function checkNetwork(app) {
   $("#netcheck-again").disabled = true;
   $("#netcheck-details").replaceChildren();
   verdict.textContent = "Checking your network…";
+  stopChecking = new AbortController();
   checking = runNetworkCheck({
-    room: app.room, token: app.token,
+    room: app.room, token: app.token, signal: stopChecking.signal,
     onProgress: (text) => { verdict.textContent = text; },
   }).then(({ obs, result }) => {
     box.dataset.state = result.verdict;
@@ -93,6 +95,7 @@ export function checkNetwork(app) {
     verdict.textContent = "The network check could not run in this browser.";
   }).finally(() => {
     checking = null;
+    stopChecking = null;
     box.removeAttribute("aria-busy");
     $("#netcheck-again").disabled = false;
   });
@@ -102,6 +105,7 @@ export function checkNetwork(app) {
 export function leaveLobby() {
   if (level) level.close();
   level = null;
+  if (stopChecking) stopChecking.abort();
 }
 
 export function initLobby(app, { onJoin }) {

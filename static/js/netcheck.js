@@ -46,12 +46,22 @@ function serverConfig(entry) {
   return server;
 }
 
+/** Close these peer connections when `signal` aborts (the person joined the call: the check
+ *  must not keep relays and test traffic going underneath it). */
+function closeOnAbort(signal, ...connections) {
+  if (!signal) return;
+  const close = () => connections.forEach((pc) => pc.close());
+  if (signal.aborted) close();
+  else signal.addEventListener("abort", close, { once: true });
+}
+
 /** Gather candidates from one URL alone. Keeps whether it answered and the NAT kind only. */
-export async function gatherFrom(entry) {
+export async function gatherFrom(entry, signal = null) {
   const pc = new RTCPeerConnection({
     iceServers: [serverConfig(entry)],
     iceTransportPolicy: entry.kind === "turn" ? "relay" : "all",
   });
+  closeOnAbort(signal, pc);
   const result = { url: entry.url, kind: entry.kind, transport: entry.transport, host: entry.host,
                    port: entry.port, ok: false, error: null, nat: null };
   let hosts = 0;
@@ -93,10 +103,11 @@ export async function gatherFrom(entry) {
 
 /** Two relay-only peer connections in this page, one data channel through `entry`'s relay:
  *  connected with DTLS done, then the round-trip time and the throughput. */
-export async function mediaThrough(entry) {
+export async function mediaThrough(entry, signal = null) {
   const config = { iceServers: [serverConfig(entry)], iceTransportPolicy: "relay" };
   const a = new RTCPeerConnection(config);
   const b = new RTCPeerConnection(config);
+  closeOnAbort(signal, a, b);
   const result = { url: entry.url, transport: entry.transport, host: entry.host, port: entry.port,
                    ok: false, dtls: false, rttMs: null, kbps: null, error: null };
   a.addEventListener("icecandidate", (ev) => ev.candidate && b.addIceCandidate(ev.candidate).catch(() => {}));
@@ -159,7 +170,8 @@ export async function mediaThrough(entry) {
 
 /** The whole check. `onProgress(text)` says what is being tried. Resolves the observation
  *  and its verdict; the verdict (no addresses) is sent on the probe socket, then it closes. */
-export async function runNetworkCheck({ room, token, site = window.location.host, onProgress = () => {} }) {
+export async function runNetworkCheck({ room, token, site = window.location.host,
+                                        onProgress = () => {}, signal = null }) {
   const obs = { site, servers: [], media: [], probeError: null };
   let probe = null;
   onProgress("Asking the server for its relays…");
@@ -171,11 +183,12 @@ export async function runNetworkCheck({ room, token, site = window.location.host
   try {
     const entries = probe ? expandIceServers(probe.iceServers) : [];
     onProgress("Trying each way to reach the server…");
-    obs.servers = await Promise.all(entries.map(gatherFrom));
+    obs.servers = await Promise.all(entries.map((entry) => gatherFrom(entry, signal)));
     const credentials = new Map(entries.map((e) => [e.url, e]));
     for (const s of mediaCandidates(obs.servers).slice(0, BOUNDS.MAX_MEDIA_TESTS)) {
+      if (signal && signal.aborted) throw new DOMException("the person joined the call", "AbortError");
       onProgress(`Sending test data through the relay (${s.transport.toUpperCase()})…`);
-      const m = await mediaThrough(credentials.get(s.url));
+      const m = await mediaThrough(credentials.get(s.url), signal);
       obs.media.push(m);
       if (m.ok) break;
     }

@@ -18,6 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -158,10 +159,27 @@ class Participant:
 
     def open_room(self, room: str) -> None:
         """Open the room's link: the lobby, with the camera preview running."""
-        self.page.goto(f"{self.base_url}/r/{room}", wait_until="load")
+        self.goto(f"{self.base_url}/r/{room}")
         expect(self.page.get_by_role("heading", name="Ready to join?")).to_be_visible(timeout=WAIT_MS)
         # The devices are ready when the pickers are filled (or say there is none).
         self.page.locator("body.media-ready").wait_for(state="attached", timeout=WAIT_MS)
+
+    def goto(self, url: str, attempts: int = 3) -> None:
+        """Load ``url``; reload, as a person would, a load the browser itself aborted because it
+        saw its network change (fresh network namespaces settling). Any other failure raises."""
+        for attempt in range(attempts):
+            try:
+                self.page.goto(url, wait_until="load")
+            except PlaywrightError as e:
+                text = str(e)
+                if "ERR_NETWORK_CHANGED" not in text and "chrome-error://" not in text:
+                    raise
+                if attempt == attempts - 1:
+                    raise
+            else:
+                if not self.page.url.startswith("chrome-error://"):
+                    return
+            time.sleep(1)
 
     def join(self, room: str, *, expect_joined: bool = True) -> None:
         """Open the room link, type the name, press "Join call" (and wait until "Connected")."""

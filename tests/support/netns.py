@@ -166,6 +166,11 @@ class Topology:
         subprocess.run([IP, "netns", "add", name], check=True, capture_output=True)
         ns = Netns(self, name, role)
         self.namespaces.append(ns)
+        # IPv4 only: IPv6 link-local addresses would appear on each new link a second or two
+        # later, and Chromium aborts a page load when it sees its network change then
+        # (net::ERR_NETWORK_CHANGED). The test ranges are IPv4.
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+        ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
         ns.run(IP, "link", "set", "lo", "up")
         return ns
 
