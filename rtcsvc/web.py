@@ -176,19 +176,14 @@ class MetricsReaders:
     forwarded one), so a public proxy in front does not open them to everyone."""
 
     def __init__(self, networks, proxies):
-        self._networks = tuple(networks)
+        # The same address test as for trusted proxies (IPv4-mapped addresses included).
+        self._readers = TrustedProxies(networks)
         self._proxies = proxies
 
     def __call__(self, request) -> bool:
         peer = getattr(request.getClientAddress(), "host", "")
         client = self._proxies.view(peer, False, request.getHeader).client
-        try:
-            ip = ipaddress.ip_address(client)
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self._networks)
+        return self._readers.trusts(client)
 
 
 #: ``--metrics-allow``'s default: this host only.
