@@ -17,6 +17,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOM = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -50,7 +51,7 @@ def room_token_valid(secret: bytes, room: str, token: str | None, now: float) ->
     return hmac.compare_digest(match.group(2), _signature(secret, room, expiry))
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="rtcsvc-invite",
         description="Print an invite link for a room of an rtcsvc started with "
