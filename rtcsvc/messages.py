@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from rtcsvc.turn import IceServer
 
 #: Outcomes, paths and failure reasons a ``report`` may carry (docs/protocol.md).
 REPORT_PATHS = frozenset({"direct", "relay"})
@@ -81,13 +85,13 @@ def parse(payload: bytes) -> Signal | Report | NetCheck:
     raise BadMessage(f"unknown message type {kind[:40]!r}")
 
 
-def _parse_report(data) -> Report:
+def _parse_report(data: object) -> Report:
     # Reports are strict: an unknown key is refused so that no client build can smuggle
     # addresses or SDP into the server's telemetry.
     if type(data) is not dict:
         raise BadMessage("a report's 'data' must be an object")
     outcome = data.get("outcome")
-    setup_ms = data.get("setupMs")
+    setup_ms: Any = data.get("setupMs")  # a JSON value: its type() is checked next
     if type(setup_ms) not in (int, float) or not 0 <= setup_ms <= MAX_SETUP_MS:
         raise BadMessage(f"'setupMs' must be a number from 0 to {MAX_SETUP_MS}")
     if outcome == "connected":
@@ -108,7 +112,7 @@ def _parse_report(data) -> Report:
     return Report(outcome, setup_ms / 1000.0, path, reason, data.get("rung"))
 
 
-def _parse_netcheck(data) -> NetCheck:
+def _parse_netcheck(data: object) -> NetCheck:
     # As strict as a report: exactly these two fields, each from its set.
     if type(data) is not dict or set(data) != {"verdict", "transport"}:
         raise BadMessage("a netcheck's 'data' must be an object with 'verdict' and 'transport'")
@@ -133,7 +137,8 @@ def signal(encoded_from: bytes, data: bytes) -> bytes:
     return b'{"type":"signal","from":' + encoded_from + b',"data":' + data + b"}"
 
 
-def welcome(peer_id, room, peers, ice_servers, token, max_peers, resumed=False) -> bytes:
+def welcome(peer_id: str, room: str, peers: list[str], ice_servers: list[IceServer], token: str,
+            max_peers: int, resumed: bool = False) -> bytes:
     message = {
         "type": "welcome",
         "id": peer_id,
@@ -156,15 +161,15 @@ def peer_left(peer_id: str) -> bytes:
     return orjson.dumps({"type": "peer-left", "id": peer_id})
 
 
-def ice_servers(servers: list) -> bytes:
+def ice_servers(servers: list[IceServer]) -> bytes:
     return orjson.dumps({"type": "ice-servers", "iceServers": servers})
 
 
-def probe(servers: list) -> bytes:
+def probe(servers: list[IceServer]) -> bytes:
     """The only message a probe socket gets (docs/protocol.md, "Probe sockets")."""
     return orjson.dumps({"type": "probe", "iceServers": servers})
 
 
-def error(code: str, message: str, **details) -> bytes:
+def error(code: str, message: str, **details: object) -> bytes:
     """An ``error``; ``details`` are extra fields for the app (e.g. room-full's ``maxPeers``)."""
     return orjson.dumps({"type": "error", "code": code, "message": message, **details})

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 from rtcsvc.ratelimit import ClientBuckets
 
@@ -34,6 +35,14 @@ def mint_turn_credentials(secret: bytes, peer_id: str, now: float, ttl: int) -> 
     return username, base64.b64encode(digest).decode("ascii")
 
 
+class IceServer(TypedDict):
+    """One RTCIceServer dictionary as the browser takes it; TURN entries carry credentials."""
+
+    urls: list[str]
+    username: NotRequired[str]
+    credential: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class IceConfig:
     """What the operator configured: plain ICE URLs and, optionally, TURN with a shared secret."""
@@ -47,14 +56,14 @@ class IceConfig:
     def has_turn(self) -> bool:
         return bool(self.turn_urls) and self.turn_secret is not None
 
-    def ice_servers(self, peer_id: str, now: float, with_turn: bool = True) -> list[dict]:
+    def ice_servers(self, peer_id: str, now: float, with_turn: bool = True) -> list[IceServer]:
         """The RTCIceServer dictionaries for one peer, TURN entries with fresh credentials
         (unless ``with_turn`` is false: the client is over its minting budget)."""
-        servers = [{"urls": list(self.ice_urls)}] if self.ice_urls else []
-        if self.has_turn and with_turn:
-            username, credential = mint_turn_credentials(
-                self.turn_secret, peer_id, now, self.turn_ttl
-            )
+        servers: list[IceServer] = [{"urls": list(self.ice_urls)}] if self.ice_urls else []
+        secret = self.turn_secret
+        # has_turn, spelled out so that the type checker sees the secret is there.
+        if self.turn_urls and secret is not None and with_turn:
+            username, credential = mint_turn_credentials(secret, peer_id, now, self.turn_ttl)
             servers.append(
                 {"urls": list(self.turn_urls), "username": username, "credential": credential}
             )
