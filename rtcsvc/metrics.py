@@ -8,8 +8,15 @@ call-setup reports) use prometheus_client's counters directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from rtcsvc.hub import IHubStatistics
+    from rtcsvc.messages import Report
 
 #: Call setup takes from well under a second (direct, on a LAN) to tens of seconds (TURN/TCP).
 SETUP_BUCKETS = (0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60)
@@ -18,11 +25,11 @@ SETUP_BUCKETS = (0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60)
 class _LiveCollector:
     """Reads the hub's and the connections' counts at scrape time."""
 
-    def __init__(self, hub, connections_open):
+    def __init__(self, hub: IHubStatistics, connections_open: Callable[[], int]):
         self._hub = hub
         self._connections_open = connections_open
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "rtcsvc_connections_open", "WebSocket connections open now.",
             value=self._connections_open(),
@@ -39,7 +46,7 @@ class _LiveCollector:
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.connections = Counter(
             "rtcsvc_connections", "WebSocket connections opened.", registry=self.registry
@@ -81,11 +88,11 @@ class Metrics:
             ["verdict", "transport"], registry=self.registry,
         )
 
-    def watch(self, hub, connections_open) -> None:
+    def watch(self, hub: IHubStatistics, connections_open: Callable[[], int]) -> None:
         """Expose the live counts of ``hub`` and ``connections_open()``."""
         self.registry.register(_LiveCollector(hub, connections_open))
 
-    def record_report(self, report) -> None:
+    def record_report(self, report: Report) -> None:
         if report.outcome == "connected":
             self.setups.labels(report.path).inc()
             self.setup_seconds.labels(report.path).observe(report.setup_seconds)

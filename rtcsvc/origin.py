@@ -11,11 +11,14 @@ compares the page's ``Origin`` with the scheme and host the browser itself addre
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+#: A ``--trusted-proxy`` value once parsed.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,11 @@ class RequestView:
 class TrustedProxies:
     """The ``--trusted-proxy`` networks, and the rules for believing forwarded headers."""
 
-    def __init__(self, networks=()):
+    def __init__(self, networks: Iterable[Network] = ()):
         self._networks = tuple(networks)
 
     @staticmethod
-    def parse(text: str):
+    def parse(text: str) -> Network:
         """One ``--trusted-proxy`` value (an address or CIDR network), or raise ValueError."""
         return ipaddress.ip_network(text.strip(), strict=False)
 
@@ -52,7 +55,7 @@ class TrustedProxies:
             ip = ip.ipv4_mapped
         return any(ip in network for network in self._networks)
 
-    def view(self, peer: str, secure: bool, header) -> RequestView:
+    def view(self, peer: str, secure: bool, header: Callable[[str], str | None]) -> RequestView:
         """
         Work out the client's view from the transport peer ``peer``, whether our own listener is
         TLS, and ``header(name) -> str | None`` giving request headers (lower-case names).
@@ -126,8 +129,8 @@ def same_site_origin(view: RequestView) -> tuple[str, str, int] | None:
 class OriginPolicy:
     """Same-site pages, plus the operator's ``--allowed-origin`` list."""
 
-    def __init__(self, allowed=()):
-        self._allowed = set()
+    def __init__(self, allowed: Iterable[str] = ()):
+        self._allowed: set[tuple[str, str, int]] = set()
         for origin in allowed:
             parsed = normalise_origin(origin)
             if parsed is None:

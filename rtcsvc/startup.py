@@ -18,12 +18,13 @@ import socket
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 
 _log = Logger()
 
 #: Why a bind fails, in the words a sysadmin needs (errno -> advice).
-_BIND_ERRORS = {
+_BIND_ERRORS: dict[int | None, str] = {  # keyed by OSError.errno, which may be None
     errno.EADDRINUSE: "the port is already in use (is rtcsvc or another server running on it?)",
     errno.EACCES: "permission denied (ports below 1024 need root; twistd's --uid/--gid drop it "
                   "after binding)",
@@ -76,21 +77,23 @@ class ListenerService(StreamServerEndpointService):
     what it serves, for the start-up line.
     """
 
-    def __init__(self, endpoint, factory, option: str, scheme: str, role: str = "the app"):
-        super().__init__(endpoint, factory)
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, option: str,
+                 scheme: str, role: str = "the app"):
+        super().__init__(endpoint, factory)  # type: ignore[no-untyped-call]
         self._option = option
         self._scheme = scheme
         self._role = role
 
-    def privilegedStartService(self):
+    def privilegedStartService(self) -> None:
         self._raiseSynchronously = True
         try:
-            super().privilegedStartService()
+            super().privilegedStartService()  # type: ignore[no-untyped-call]
         except (CannotListenError, OverflowError, OSError) as e:
             raise StartupError(f"{self._option}: {bind_failure(e)}") from None
-        self._waitingForPort.addCallback(self._announce)
+        # Twisted declares it None until listening starts; the call above has just started it.
+        self._waitingForPort.addCallback(self._announce)  # type: ignore[union-attr]
 
-    def _announce(self, port):
+    def _announce(self, port: IListeningPort) -> IListeningPort:
         address = port.getHost()
         url = public_url(self._scheme, getattr(address, "host", ""), getattr(address, "port", 0))
         _log.info("Serving {role} at {url} (listening on {option})", role=self._role, url=url,

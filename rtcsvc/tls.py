@@ -43,7 +43,8 @@ def ensure_certificate(state_dir: Path, hostname: str | None = None,
                                f"{e.strerror or e}") from None
 
 
-def _ensure_certificate(state_dir, hostname, now):
+def _ensure_certificate(state_dir: Path, hostname: str | None,
+                        now: datetime.datetime | None) -> tuple[Path, Path]:
     if state_dir.exists() and not state_dir.is_dir():
         raise CertificateError(f"{state_dir} is not a directory")
     key_path, cert_path = state_dir / KEY_NAME, state_dir / CERT_NAME
@@ -69,7 +70,8 @@ def _ensure_certificate(state_dir, hostname, now):
     return key_path, cert_path
 
 
-def self_signed_certificate(key, hostname: str, now: datetime.datetime) -> x509.Certificate:
+def self_signed_certificate(key: ec.EllipticCurvePrivateKey, hostname: str,
+                            now: datetime.datetime) -> x509.Certificate:
     names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
              x509.IPAddress(ipaddress.ip_address("::1"))]
     if hostname and hostname != "localhost":
