@@ -30,7 +30,6 @@ import pytest
 from websockets.asyncio.client import connect
 
 from aioice import stun
-from aioice.turn import create_turn_endpoint
 
 from tests.support.apache import make_self_signed_certificate, stop_process  # noqa: E402
 from tests.support.coturn import (  # noqa: E402
@@ -42,12 +41,11 @@ from tests.support.coturn import (  # noqa: E402
     udp_answers_stun,
 )
 from tests.support.service import RtcsvcProcess, wait_for  # noqa: E402
+from tests.support.turnclient import STEP, allocate, closing, exchange
 
 pytestmark = [
     pytest.mark.slow,
 ]
-
-STEP = 15.0  # bound on each TURN transaction (aioice retransmits for up to ~40 s otherwise)
 
 
 @dataclass
@@ -100,26 +98,6 @@ def rest_credential(secret: str, username: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-class Collector(asyncio.DatagramProtocol):
-    def __init__(self):
-        self.received: asyncio.Queue = asyncio.Queue()
-        self.errors: list[Exception] = []
-
-    def datagram_received(self, data, addr):
-        self.received.put_nowait((data, addr))
-
-    def error_received(self, exc):
-        self.errors.append(exc)
-
-
-async def allocate(port: int, username: str, password: str, transport="udp", ssl=None):
-    """A TURN allocation on 127.0.0.1:port: (TurnTransport, Collector)."""
-    return await asyncio.wait_for(
-        create_turn_endpoint(Collector, ("127.0.0.1", port), username=username,
-                             password=password, transport=transport, ssl=ssl),
-        STEP)
-
-
 async def refusal_code(port: int, username: str, password: str) -> int:
     with pytest.raises(stun.TransactionFailed) as refused:
         transport, _ = await allocate(port, username, password)
@@ -157,26 +135,12 @@ def test_data_flows_between_two_peers_through_the_relay(turn_deployment):
         bob_relay, bob_in = await allocate(coturn.port, bob["username"], bob["credential"])
         alice_address = alice_relay.get_extra_info("sockname")
         bob_address = bob_relay.get_extra_info("sockname")
-        try:
-            # Both send, as ICE checks do: each side's send installs the permission the other
-            # side's datagrams need to be let through.
-            deadline = asyncio.get_running_loop().time() + STEP
-            while True:
-                alice_relay.sendto(b"from alice", bob_address)
-                bob_relay.sendto(b"from bob", alice_address)
-                try:
-                    got_bob = await asyncio.wait_for(bob_in.received.get(), 0.5)
-                    got_alice = await asyncio.wait_for(alice_in.received.get(), 0.5)
-                    break
-                except asyncio.TimeoutError:
-                    assert asyncio.get_running_loop().time() < deadline, "nothing was relayed"
+        async with closing(alice_relay, bob_relay):
+            got_bob, got_alice = await exchange(alice_relay, alice_in, bob_relay, bob_in,
+                                                b"from alice", b"from bob")
             assert got_bob == (b"from alice", alice_address)
             assert got_alice == (b"from bob", bob_address)
             assert not alice_in.errors and not bob_in.errors
-        finally:
-            alice_relay.close()
-            bob_relay.close()
-            await asyncio.sleep(0.1)
 
     asyncio.run(scenario())
 
@@ -363,7 +327,7 @@ def test_production_config_refuses_to_relay_to_private_addresses(production_cotu
 
     async def scenario():
         relay, inbox = await allocate(production_coturn["port"], username, password)
-        try:
+        async with closing(relay):
             for target in [("127.0.0.1", 9), ("10.1.2.3", 9), ("192.168.1.1", 9)]:
                 relay.sendto(b"x", target)
             deadline = asyncio.get_running_loop().time() + STEP
@@ -372,9 +336,6 @@ def test_production_config_refuses_to_relay_to_private_addresses(production_cotu
                 await asyncio.sleep(0.05)
             codes = sorted(error.response.attributes["ERROR-CODE"][0] for error in inbox.errors)
             assert codes == [403, 403, 403]
-        finally:
-            relay.close()
-            await asyncio.sleep(0.1)
 
     asyncio.run(scenario())
 
@@ -390,8 +351,8 @@ def test_production_config_serves_turn_over_tls(production_coturn):
         context.check_hostname = False
         relay, _ = await allocate(production_coturn["tls_port"], username, password,
                                   transport="tcp", ssl=context)
-        relay.close()
-        await asyncio.sleep(0.1)
+        async with closing(relay):
+            pass  # allocated over TLS: that is what this test proves
 
     asyncio.run(scenario())
 
@@ -603,14 +564,20 @@ PUBLIC_IPV4 = ["8.8.8.8", "1.1.1.1", "100.128.0.1", "172.32.0.1", "198.20.0.1", 
 PUBLIC_IPV6 = ["2606:4700:4700::1111", "2001:200::1", "2a00:1450::1", "fec0::1"]
 
 
-def test_production_config_denies_every_special_purpose_ipv4_range(production_coturn):
-    with turn_clients(production_coturn["port"], production_coturn["secret"]) as open_client:
+def assert_permits_only_public_peers(coturn: dict, family: int, denied, public) -> None:
+    """One allocation of ``family``: a permission for each ``denied`` peer is refused (403),
+    one for each ``public`` peer granted."""
+    with turn_clients(coturn["port"], coturn["secret"]) as open_client:
         client = open_client()
-        assert client.allocate(UDP, IPV4) is None
-        refused = {peer: client.permit(peer) for peer in DENIED_IPV4}
-        assert refused == dict.fromkeys(DENIED_IPV4, 403)
-        granted = {peer: client.permit(peer) for peer in PUBLIC_IPV4}
-        assert granted == dict.fromkeys(PUBLIC_IPV4, None)
+        assert client.allocate(UDP, family) is None
+        refused = {peer: client.permit(peer) for peer in denied}
+        assert refused == dict.fromkeys(denied, 403)
+        granted = {peer: client.permit(peer) for peer in public}
+        assert granted == dict.fromkeys(public, None)
+
+
+def test_production_config_denies_every_special_purpose_ipv4_range(production_coturn):
+    assert_permits_only_public_peers(production_coturn, IPV4, DENIED_IPV4, PUBLIC_IPV4)
 
 
 def test_production_config_denies_ipv4_mapped_and_special_purpose_ipv6_peers(
@@ -620,19 +587,12 @@ def test_production_config_denies_ipv4_mapped_and_special_purpose_ipv6_peers(
     coturn checks an IPv6 peer against the IPv6 lines only; before ::ffff:0:0/96 was denied it
     granted ::ffff:127.0.0.1 and ::ffff:10.0.0.1.
     """
-    coturn = dual_stack_production_coturn
-    with turn_clients(coturn["port"], coturn["secret"]) as open_client:
-        client = open_client()
-        assert client.allocate(UDP, IPV6) is None
-        refused = {peer: client.permit(peer) for peer in DENIED_IPV6}
-        assert refused == dict.fromkeys(DENIED_IPV6, 403)
-        granted = {peer: client.permit(peer) for peer in PUBLIC_IPV6}
-        assert granted == dict.fromkeys(PUBLIC_IPV6, None)
+    assert_permits_only_public_peers(dual_stack_production_coturn, IPV6, DENIED_IPV6, PUBLIC_IPV6)
 
 
-def shipped_setting(name: str) -> str:
-    values = re.findall(rf"(?m)^{re.escape(name)}=(\S+)$",
-                        (DEPLOY_COTURN / "turnserver.conf").read_text())
+def shipped_setting(name: str, conf: str = "turnserver.conf") -> str:
+    """The one value of ``name`` in a shipped deploy/coturn file."""
+    values = re.findall(rf"(?m)^{re.escape(name)}=(\S+)$", (DEPLOY_COTURN / conf).read_text())
     assert len(values) == 1, (name, values)
     return values[0]
 
@@ -650,13 +610,6 @@ def test_production_config_caps_allocations_per_credential(production_coturn):
         assert again().allocate(UDP) is None
 
 
-def shipped_loopback_setting(name: str) -> str:
-    values = re.findall(rf"(?m)^{re.escape(name)}=(\S+)$",
-                        (DEPLOY_COTURN / "turnserver-loopback.conf").read_text())
-    assert len(values) == 1, (name, values)
-    return values[0]
-
-
 def test_each_allocations_bandwidth_is_capped(tmp_path):
     """max-bps: a peer sending 4x the cap through its relay gets about the cap across.
 
@@ -666,7 +619,7 @@ def test_each_allocations_bandwidth_is_capped(tmp_path):
     """
     cap = int(shipped_setting("max-bps"))
     assert 250_000 <= cap <= 1_250_000  # bytes/s: 2-10 Mbit/s, one video call's stream
-    assert int(shipped_loopback_setting("max-bps")) == cap
+    assert int(shipped_setting("max-bps", "turnserver-loopback.conf")) == cap
     secret = secrets.token_hex(32)
     coturn = CoturnProcess.start(tmp_path / "coturn", secret)
     alice = _fresh_credentials(secret)
@@ -680,7 +633,7 @@ def test_each_allocations_bandwidth_is_capped(tmp_path):
         alice_address = alice_relay.get_extra_info("sockname")
         bob_address = bob_relay.get_extra_info("sockname")
         loop = asyncio.get_running_loop()
-        try:
+        async with closing(alice_relay, bob_relay):
             # Permissions both ways first (a few datagrams), as ICE checks would.
             deadline = loop.time() + STEP
             while bob_in.received.empty():
@@ -704,10 +657,6 @@ def test_each_allocations_bandwidth_is_capped(tmp_path):
             while not bob_in.received.empty():
                 received += len(bob_in.received.get_nowait()[0])
             return sent / seconds, received / seconds
-        finally:
-            alice_relay.close()
-            bob_relay.close()
-            await asyncio.sleep(0.1)
 
     try:
         sent, received = asyncio.run(scenario())

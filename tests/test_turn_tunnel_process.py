@@ -14,23 +14,13 @@ import json
 import secrets
 
 import pytest
-from aioice.turn import create_turn_endpoint
 from websockets.asyncio.client import connect
 
 from tests.support.coturn import CoturnProcess, free_udp_and_tcp_port
 from tests.support.service import free_port
+from tests.support.turnclient import allocate, closing, exchange
 
 pytestmark = pytest.mark.slow
-
-STEP = 15.0
-
-
-class Collector(asyncio.DatagramProtocol):
-    def __init__(self):
-        self.received: asyncio.Queue = asyncio.Queue()
-
-    def datagram_received(self, data, addr):
-        self.received.put_nowait((data, addr))
 
 
 @pytest.fixture
@@ -72,15 +62,11 @@ def test_turn_over_tls_on_the_sites_port_allocates_and_coturn_sees_the_callers_a
     async def scenario():
         entry = await minted(service)
         assert entry["urls"] == [f"turns:localhost:{service.port}?transport=tcp"]
-        relay, _ = await asyncio.wait_for(create_turn_endpoint(
-            Collector, ("127.0.0.1", service.port), username=entry["username"],
-            password=entry["credential"], transport="tcp", ssl=service.client_context()), STEP)
-        try:
+        relay, _ = await allocate(service.port, entry["username"], entry["credential"],
+                                  transport="tcp", ssl=service.client_context())
+        async with closing(relay):
             return (relay.get_extra_info("sockname"), relay.get_extra_info("related_address"),
                     caller_address(relay))
-        finally:
-            relay.close()
-            await asyncio.sleep(0.1)
 
     relayed, mapped, caller = asyncio.run(scenario())
     low, high = coturn.relay_ports
@@ -95,28 +81,13 @@ def test_datagrams_cross_between_two_callers_relayed_through_the_sites_port(one_
         relays = []
         for _ in range(2):
             entry = await minted(service)
-            relays.append(await asyncio.wait_for(create_turn_endpoint(
-                Collector, ("127.0.0.1", service.port), username=entry["username"],
-                password=entry["credential"], transport="tcp",
-                ssl=service.client_context()), STEP))
+            relays.append(await allocate(service.port, entry["username"], entry["credential"],
+                                         transport="tcp", ssl=service.client_context()))
         (a, a_in), (b, b_in) = relays
-        a_address, b_address = a.get_extra_info("sockname"), b.get_extra_info("sockname")
-        try:
-            deadline = asyncio.get_running_loop().time() + STEP
-            while True:
-                a.sendto(b"from a", b_address)
-                b.sendto(b"from b", a_address)
-                try:
-                    got_b = await asyncio.wait_for(b_in.received.get(), 0.5)
-                    got_a = await asyncio.wait_for(a_in.received.get(), 0.5)
-                    break
-                except asyncio.TimeoutError:
-                    assert asyncio.get_running_loop().time() < deadline, "nothing was relayed"
+        async with closing(a, b):
+            got_b, got_a = await exchange(a, a_in, b, b_in, b"from a", b"from b")
+            a_address, b_address = a.get_extra_info("sockname"), b.get_extra_info("sockname")
             assert got_b == (b"from a", a_address) and got_a == (b"from b", b_address)
-        finally:
-            a.close()
-            b.close()
-            await asyncio.sleep(0.1)
 
     asyncio.run(scenario())
 
