@@ -27,7 +27,7 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from rtcsvc.check_result import FAIL, PASS, WARN, Result, worst
@@ -37,6 +37,9 @@ from rtcsvc.check_site import (
     describe_connect_error,
     websocket_checks,
 )
+
+if TYPE_CHECKING:
+    from rtcsvc.redis_connection import RedisAddress
 
 EXIT_CODES = {PASS: 0, WARN: 1, FAIL: 2}
 EXIT_USAGE = 3
@@ -54,24 +57,27 @@ class ServiceSettings:
 
     turn_urls: tuple[str, ...] = ()
     turn_secret: bytes | None = None
-    redis: Any = None  # a rtcsvc.redis_connection.RedisAddress, or None
+    redis: RedisAddress | None = None
     room_secret: bytes | None = None
 
 
 def service_settings(argv: list[str]) -> ServiceSettings:
-    """Parse ``argv`` with the service's own parser, so files are read and values checked
-    exactly as ``twistd rtcsvc`` does it."""
-    from rtcsvc.tap import Options
+    """Parse ``argv`` with the service's own parser and read the files it names, so values
+    are checked and files read exactly as ``twistd rtcsvc`` does it."""
+    from twisted.python.usage import UsageError as OptionsError
 
-    options = Options()  # type: ignore[no-untyped-call]
+    from rtcsvc.config import ConfigError, read_files
+    from rtcsvc.tap import Options
+    from rtcsvc.web import default_static_dir
+
+    options = Options()
     try:
-        options.parseOptions(argv)  # type: ignore[no-untyped-call]
-    except SystemExit as e:
-        if isinstance(e.code, str):  # the parser's one-line error
-            raise UsageError(e.code.removeprefix("twistd rtcsvc: error: ")) from None
-        raise
-    return ServiceSettings(tuple(options["turn-url"]), options["turn-secret"], options["redis"],
-                           options["room-secret"])
+        options.parseOptions(argv)
+        files = read_files(options.config, default_static_dir())
+    except (OptionsError, ConfigError) as e:
+        raise UsageError(str(e)) from None
+    return ServiceSettings(options.config.turn_urls, files.turn_secret, files.redis,
+                           files.room_secret)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,7 +105,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def redis_check(address: Any, timeout: float) -> Result:
+async def redis_check(address: RedisAddress, timeout: float) -> Result:
     """PING, after AUTH when the URL has a password (never shown)."""
     target = str(address)
     context = None

@@ -5,8 +5,8 @@ connection failed, in one line an operator can act on.
 CAs in ``?ca=FILE`` (or the system's trust store without it) and its name checked against the
 URL's host by service_identity. ``user:password@`` logs in as a Redis ACL user on every
 (re)connection; ``?password-file=FILE`` keeps the password out of the command line (``ps``).
-Files are read once, when the options are parsed, so a mistake stops start-up naming
-``--redis``. The password never appears in a log line, a ``repr`` or ``str(address)``.
+Parsing reads nothing (:class:`RedisUrl`); the files are read once, when the service is
+made, so a mistake stops start-up naming ``--redis``. The password never appears in a log line, a ``repr`` or ``str(address)``.
 docs/scaling.md has the matching redis.conf lines and the ``ACL SETUSER`` line.
 """
 
@@ -64,49 +64,76 @@ class RedisAddress:
         return wrapClientTLS(ssl.optionsForClientTLS(self.host, trustRoot=root), tcp)
 
 
-def parse_redis_url(url: str) -> RedisAddress:
-    """``redis[s]://[[user]:password@]host[:port][/db][?ca=FILE&password-file=FILE]``.
+@dataclass(frozen=True)
+class RedisUrl:
+    """A checked ``--redis`` URL whose files are not read yet (see :meth:`read`)."""
 
-    Reads the files it names; raises ValueError with a reason (never echoing a password).
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"must be a redis:// or rediss:// URL, not {_hide(url)!r}")
-    tls = parts.scheme == "rediss"
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        raise ValueError(f"has a bad port: {_hide(url)!r}") from None
-    path = parts.path.strip("/")
-    if path and not path.isdigit():
-        raise ValueError(f"must end with a database number (/0), not /{path}")
-    if not parts.hostname:
-        raise ValueError(f"needs a host: {_hide(url)!r}")
-    try:
-        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError:
-        raise ValueError(f"has a malformed query: ?{parts.query}") from None
-    unknown = set(query) - {"ca", "password-file"}
-    if unknown:
-        raise ValueError(f"has unknown parameter(s) {', '.join(sorted(unknown))} "
-                         "(known: ca, password-file)")
-    for name, values in query.items():
-        if len(values) != 1 or not values[0]:
-            raise ValueError(f"needs exactly one non-empty {name}=")
-    password = unquote(parts.password) if parts.password is not None else None
-    if "password-file" in query:
-        if password is not None:
+    host: str
+    port: int
+    db: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # given in the URL itself
+    tls: bool = False
+    password_file: str | None = None
+    ca_file: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> RedisUrl:
+        """``redis[s]://[[user]:password@]host[:port][/db][?ca=FILE&password-file=FILE]``.
+
+        Reads nothing; raises ValueError with a reason (never echoing a password).
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"must be a redis:// or rediss:// URL, not {_hide(url)!r}")
+        tls = parts.scheme == "rediss"
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            raise ValueError(f"has a bad port: {_hide(url)!r}") from None
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            raise ValueError(f"must end with a database number (/0), not /{path}")
+        if not parts.hostname:
+            raise ValueError(f"needs a host: {_hide(url)!r}")
+        try:
+            query = parse_qs(parts.query, keep_blank_values=True,
+                             strict_parsing=bool(parts.query))
+        except ValueError:
+            raise ValueError(f"has a malformed query: ?{parts.query}") from None
+        unknown = set(query) - {"ca", "password-file"}
+        if unknown:
+            raise ValueError(f"has unknown parameter(s) {', '.join(sorted(unknown))} "
+                             "(known: ca, password-file)")
+        for name, values in query.items():
+            if len(values) != 1 or not values[0]:
+                raise ValueError(f"needs exactly one non-empty {name}=")
+        password = unquote(parts.password) if parts.password is not None else None
+        if "password-file" in query and password is not None:
             raise ValueError("has both a password and password-file=: give one")
-        password = _read_password(query["password-file"][0])
-    ca_file, trust = None, None
-    if "ca" in query:
-        if not tls:
+        if "ca" in query and not tls:
             raise ValueError("ca= needs TLS: use a rediss:// URL")
-        ca_file = query["ca"][0]
-        trust = _read_certificates(ca_file)
-    return RedisAddress(parts.hostname, port, int(path or 0),
-                        unquote(parts.username) if parts.username else None,
-                        password, tls, ca_file, trust)
+        return cls(parts.hostname, port, int(path or 0),
+                   unquote(parts.username) if parts.username else None, password, tls,
+                   query["password-file"][0] if "password-file" in query else None,
+                   query["ca"][0] if "ca" in query else None)
+
+    def read(self) -> RedisAddress:
+        """The address with the files read: the password file and the CA certificates.
+
+        Raises ValueError with a reason naming the URL's parameter.
+        """
+        password = self.password
+        if self.password_file is not None:
+            password = _read_password(self.password_file)
+        trust = _read_certificates(self.ca_file) if self.ca_file is not None else None
+        return RedisAddress(self.host, self.port, self.db, self.username, password, self.tls,
+                            self.ca_file, trust)
+
+
+def parse_redis_url(url: str) -> RedisAddress:
+    """Parse a ``--redis`` URL and read the files it names (:class:`RedisUrl`), at once."""
+    return RedisUrl.parse(url).read()
 
 
 def _hide(url: str) -> str:

@@ -1,61 +1,72 @@
 """``twistd rtcsvc``: the command-line options and the service tree they build.
 
-Wiring only. Options are checked here, at start-up, so that a bad value stops twistd with one
-line naming the option instead of a traceback later; ``makeService`` assembles the hub, the
-signaling factory and the web site into a MultiService of endpoint services, so twistd's own
-flags (--pidfile, --logfile, --uid/--gid after binding 443, ...) work unchanged.
+Wiring only. :class:`Options` checks the shape and range of every value and turns the command
+line into a frozen :class:`~rtcsvc.config.ServiceConfig`, reading no file; a bad value raises
+``UsageError`` naming the option, which twistd shows in one line. ``makeService`` reads the files
+the config names, then assembles the hub, the signaling factory and the web site into a
+MultiService of endpoint services, so twistd's own flags (--pidfile, --logfile, --uid/--gid
+after binding 443, ...) work unchanged; a file it cannot use stops start-up with one line too.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 from pathlib import Path
+from typing import Any
 
 from twisted.application import service
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.python import usage
 
 from rtcsvc import __version__
-from rtcsvc.hub import Hub
+from rtcsvc.config import (
+    DEFAULT_HTTP_PORT,
+    DEFAULT_HTTPS_PORT,
+    ConfigError,
+    Network,
+    ServiceConfig,
+    default_state_dir,
+    read_files,
+)
+from rtcsvc.hub import Hub, IHub
 from rtcsvc.listener import SharedPortFactory
 from rtcsvc.metrics import Metrics
 from rtcsvc.origin import OriginPolicy, TrustedProxies
 from rtcsvc.protocol import Limits, SignalingFactory
-from rtcsvc.redis_hub import RedisHub, RedisHubService, parse_redis_url
+from rtcsvc.redis_connection import RedisUrl
+from rtcsvc.redis_hub import RedisHub, RedisHubService
 from rtcsvc.startup import ListenerService, StartupError
 from rtcsvc.tls import CertificateError, ensure_certificate
-from rtcsvc.turn import DEFAULT_MINTS_PER_HOUR, DEFAULT_TTL, IceConfig, TurnMinter
+from rtcsvc.turn import IceConfig, TurnMinter
 from rtcsvc.turn_tunnel import TurnTunnels
-from rtcsvc.turn_watchdog import DEFAULT_INTERVAL as DEFAULT_TURN_CHECK_INTERVAL
 from rtcsvc.turn_watchdog import TurnWatchdog
 from rtcsvc.web import LOOPBACK, default_static_dir, make_redirect_site, make_site
 
-DEFAULT_HTTPS_PORT = 8443
-DEFAULT_HTTP_PORT = 8080
+#: twistd rtcsvc's defaults, defined once (in ServiceConfig) for --help and for programs.
+_DEFAULTS = ServiceConfig(state_dir=default_state_dir())
 
 
-def _default_state_dir() -> str:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                            ".local", "state")
-    return os.path.join(base, "rtcsvc")
-
-
-def _bounded(option, kind, low, high=None):
+class _Bounded:
     """A coercer for optParameters: parse as ``kind`` and check ``low <= value <= high``."""
 
-    def coerce(text):
+    coerceDoc = ""  # the help text says the range itself
+
+    def __init__(self, option: str, kind: type[int] | type[float], low: float,
+                 high: float | None = None):
+        self._option, self._kind, self._low, self._high = option, kind, low, high
+
+    def __call__(self, text: str) -> int | float:
         try:
-            value = kind(text)
+            value = self._kind(text)
         except ValueError:
-            raise ValueError(f"--{option} must be a number, not {text!r}") from None
+            raise ValueError(f"--{self._option} must be a number, not {text!r}") from None
+        low, high = self._low, self._high
         if value < low or (high is not None and value > high):
             limit = f"from {low} to {high}" if high is not None else f"at least {low}"
-            raise ValueError(f"--{option} must be {limit}, not {text}")
+            raise ValueError(f"--{self._option} must be {limit}, not {text}")
         return value
-
-    coerce.coerceDoc = ""
-    return coerce
 
 
 class Options(usage.Options):
@@ -83,7 +94,7 @@ docs/protocol.md; threats and limits are docs/reliability.md.
 """
 
     optParameters = [
-        ["state-dir", None, _default_state_dir(),
+        ["state-dir", None, str(_DEFAULTS.state_dir),
          "Directory for state kept across restarts (the self-signed TLS key and certificate)."],
         ["static", None, None,
          "Serve the web app from this directory instead of the one installed with rtcsvc."],
@@ -96,72 +107,72 @@ docs/protocol.md; threats and limits are docs/reliability.md.
          "e.g. tcp:127.0.0.1:3479 for coturn's tcp-proxy-port=3479 on loopback. rtcsvc ends "
          "TLS and passes them on with a PROXY protocol v2 header carrying the caller's "
          "address. Without it, TURN goes to coturn's own ports only."],
-        ["turn-ttl", None, DEFAULT_TTL,
+        ["turn-ttl", None, _DEFAULTS.turn_ttl,
          "Lifetime of minted TURN credentials, in seconds. Live sockets are sent fresh ones "
          "before they expire, so calls outlast it; a leaked one dies with it.",
-         _bounded("turn-ttl", int, 60, 7 * 86400)],
-        ["turn-mint-rate", None, DEFAULT_MINTS_PER_HOUR,
+         _Bounded("turn-ttl", int, 60, 7 * 86400)],
+        ["turn-mint-rate", None, _DEFAULTS.turn_mint_rate,
          "New TURN credentials a client address (its /64 for IPv6) may be handed per hour, "
          "as many at once; past it a join is welcomed with STUN only. Each credential opens "
          "coturn allocations up to its user-quota. 0: no limit.",
-         _bounded("turn-mint-rate", float, 0)],
-        ["turn-check-interval", None, DEFAULT_TURN_CHECK_INTERVAL,
+         _Bounded("turn-mint-rate", float, 0)],
+        ["turn-check-interval", None, _DEFAULTS.turn_check_interval,
          "Seconds between the service's own checks of each --turn-url (an allocation and a "
          "relayed round trip with fresh credentials, by rtcsvc-check in a child process), "
          "exported as rtcsvc_turn_check_ok{url} in /metrics and as \"turn\": \"degraded\" "
          "in /healthz. 0: no checks.",
-         _bounded("turn-check-interval", float, 0)],
-        ["max-peers", None, 6, "Room capacity: members per room (mesh calls).",
-         _bounded("max-peers", int, 2, 64)],
-        ["max-message-size", None, 65536,
+         _Bounded("turn-check-interval", float, 0)],
+        ["max-peers", None, _DEFAULTS.max_peers, "Room capacity: members per room (mesh calls).",
+         _Bounded("max-peers", int, 2, 64)],
+        ["max-message-size", None, _DEFAULTS.max_message_size,
          "Largest signaling message accepted, in bytes; larger ones close the socket with 1009.",
-         _bounded("max-message-size", int, 1024, 16 * 1024 * 1024)],
-        ["resume-grace", None, 30.0,
+         _Bounded("max-message-size", int, 1024, 16 * 1024 * 1024)],
+        ["resume-grace", None, _DEFAULTS.resume_grace,
          "Seconds a dropped peer keeps its seat and queued signals, so it can resume.",
-         _bounded("resume-grace", float, 0, 3600)],
-        ["rate-limit", None, 50.0,
+         _Bounded("resume-grace", float, 0, 3600)],
+        ["rate-limit", None, _DEFAULTS.rate_limit,
          "Messages per second each connection may send on average (0: no limit). Excess "
          "gets a rate-limited error; a flood of more than --rate-burst refused messages in a "
          "row closes the socket with 1008.",
-         _bounded("rate-limit", float, 0)],
-        ["rate-burst", None, 300,
+         _Bounded("rate-limit", float, 0)],
+        ["rate-burst", None, _DEFAULTS.rate_burst,
          "Messages a connection may send at once (a mesh call's ICE burst) before "
          "--rate-limit applies.",
-         _bounded("rate-burst", int, 1)],
-        ["max-connections", None, 10000,
+         _Bounded("rate-burst", int, 1)],
+        ["max-connections", None, _DEFAULTS.max_connections,
          "Signaling sockets the process holds at most; more are refused with HTTP 503. "
          "Keep it under the file-descriptor limit (ulimit -n).",
-         _bounded("max-connections", int, 1)],
-        ["max-connections-per-client", None, 200,
+         _Bounded("max-connections", int, 1)],
+        ["max-connections-per-client", None, _DEFAULTS.max_connections_per_client,
          "Signaling sockets per client address (the real one behind a --trusted-proxy; "
          "an IPv6 address counts by its /64); more are refused with HTTP 429. Page (HTTP) "
          "connections have the same cap, counted apart, except from a --trusted-proxy. "
          "Offices behind one NAT share an address.",
-         _bounded("max-connections-per-client", int, 1)],
-        ["handshake-rate", None, 10.0,
+         _Bounded("max-connections-per-client", int, 1)],
+        ["handshake-rate", None, _DEFAULTS.handshake_rate,
          "New signaling sockets per second each client address (an IPv6 address counts "
          "by its /64) may open on average, after a burst of ten seconds' worth; more are "
          "refused with HTTP 429. A client closed for flooding loses its burst. 0: no limit.",
-         _bounded("handshake-rate", float, 0)],
-        ["max-send-buffer", None, 1 << 20,
+         _Bounded("handshake-rate", float, 0)],
+        ["max-send-buffer", None, _DEFAULTS.max_send_buffer,
          "Bytes queued for a client that stopped reading before it is dropped (it may "
          "resume).",
-         _bounded("max-send-buffer", int, 4096)],
-        ["ping-interval", None, 20.0,
+         _Bounded("max-send-buffer", int, 4096)],
+        ["ping-interval", None, _DEFAULTS.ping_interval,
          "Seconds between WebSocket pings; a peer that misses one for --ping-timeout is "
          "dropped, then held --resume-grace before peer-left.",
-         _bounded("ping-interval", float, 0.1, 3600)],
-        ["ping-timeout", None, 10.0,
+         _Bounded("ping-interval", float, 0.1, 3600)],
+        ["ping-timeout", None, _DEFAULTS.ping_timeout,
          "Seconds to wait for a ping's pong. At least 2: Autobahn rounds its timers down "
          "to whole seconds, so a shorter wait could drop a healthy peer.",
-         _bounded("ping-timeout", float, 2, 3600)],
-        ["handshake-timeout", None, 10.0,
+         _Bounded("ping-timeout", float, 2, 3600)],
+        ["handshake-timeout", None, _DEFAULTS.handshake_timeout,
          "Seconds a client has to send a complete HTTP request (and finish the WebSocket "
          "handshake); slower ones are disconnected.",
-         _bounded("handshake-timeout", float, 0.1, 600)],
-        ["idle-timeout", None, 60.0,
+         _Bounded("handshake-timeout", float, 0.1, 600)],
+        ["idle-timeout", None, _DEFAULTS.idle_timeout,
          "Seconds an idle HTTP keep-alive connection is kept.",
-         _bounded("idle-timeout", float, 1, 3600)],
+         _Bounded("idle-timeout", float, 1, 3600)],
         ["room-secret-file", None, None,
          "Only admit joins carrying a valid, unexpired invite token for the room, minted "
          "with the secret in this file (see rtcsvc-invite). Without it, rooms are open to "
@@ -181,38 +192,47 @@ docs/protocol.md; threats and limits are docs/reliability.md.
          "errors are still logged or counted."],
     ]
 
-    def __init__(self):
-        super().__init__()
-        self["listen"] = []
-        self["ice-server"] = []
-        self["turn-url"] = []
-        self["allowed-origin"] = []
-        self["trusted-proxy"] = []
-        self["metrics-allow"] = []
+    #: The parsed command line, set once parseOptions() succeeds.
+    config: ServiceConfig
 
-    def opt_version(self):
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        for repeatable in ("listen", "ice-server", "turn-url", "allowed-origin",
+                           "trusted-proxy", "metrics-allow"):
+            self[repeatable] = []
+        # One line of help per option: usage.Options keeps a docstring's line breaks and
+        # indentation as runs of spaces.
+        self.docs = {name: " ".join(doc.split()) if doc else doc
+                     for name, doc in self.docs.items()}
+
+    def opt_version(self) -> None:
         """Print rtcsvc's version and exit."""
         print(f"rtcsvc {__version__}")
         raise SystemExit(0)
 
-    def opt_listen(self, description):
+    def opt_listen(self, description: str) -> None:
         """Add a listener, as a Twisted endpoint string (repeatable), e.g.
         tcp:8080:interface=127.0.0.1 or ssl:443:privateKey=key.pem:certKey=cert.pem."""
+        if not description or ":" not in description and not description.isdigit():
+            raise usage.UsageError(f"--listen must be an endpoint string, not {description!r}")
         self["listen"].append(description)
 
-    def opt_ice_server(self, url):
+    def opt_ice_server(self, url: str) -> None:
         """Add a STUN/TURN URL handed to browsers as is (repeatable), e.g.
         stun:stun.example.com:3478."""
-        self["ice-server"].append(_ice_url("ice-server", url))
+        if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+            raise usage.UsageError("--ice-server must be a stun:, stuns:, turn: or turns: URL, "
+                                   f"not {url!r}")
+        self["ice-server"].append(url)
 
-    def opt_turn_url(self, url):
+    def opt_turn_url(self, url: str) -> None:
         """Add a TURN URL whose credentials rtcsvc mints (repeatable), e.g.
         turn:turn.example.com:3478?transport=udp. Needs --turn-secret-file."""
         if not url.startswith(("turn:", "turns:")):
             raise usage.UsageError(f"--turn-url must start with turn: or turns:, not {url!r}")
         self["turn-url"].append(url)
 
-    def opt_allowed_origin(self, origin):
+    def opt_allowed_origin(self, origin: str) -> None:
         """Also accept signaling sockets from pages of this origin (repeatable), e.g.
         https://portal.example.com. Pages of this site itself are always allowed."""
         try:
@@ -221,164 +241,173 @@ docs/protocol.md; threats and limits are docs/reliability.md.
             raise usage.UsageError(f"--allowed-origin: {e}") from None
         self["allowed-origin"].append(origin)
 
-    def opt_metrics_allow(self, address):
+    def opt_metrics_allow(self, address: str) -> None:
         """Let this address or network read /metrics and the counts in /healthz (repeatable),
         e.g. 192.0.2.5 for a Prometheus on another host. Default: this host only (127.0.0.0/8
         and ::1). Others get 403 from /metrics and only the status from /healthz."""
-        try:
-            self["metrics-allow"].append(TrustedProxies.parse(address))
-        except ValueError:
-            raise usage.UsageError(
-                f"--metrics-allow must be an IP address or network, not {address!r}"
-            ) from None
+        self["metrics-allow"].append(_network("metrics-allow", address))
 
-    def opt_trusted_proxy(self, address):
+    def opt_trusted_proxy(self, address: str) -> None:
         """Believe X-Forwarded-For/-Proto/-Host from this proxy address or network
         (repeatable), e.g. 127.0.0.1 behind a local Apache."""
-        try:
-            self["trusted-proxy"].append(TrustedProxies.parse(address))
-        except ValueError:
-            raise usage.UsageError(
-                f"--trusted-proxy must be an IP address or network, not {address!r}"
-            ) from None
+        self["trusted-proxy"].append(_network("trusted-proxy", address))
 
-    def getUsage(self, width=None):
+    def getUsage(self, width: int | None = None) -> str:
         # usage.Options re-wraps longdesc into one paragraph; keep our line breaks instead.
         longdesc, self.longdesc = self.longdesc, ""
         try:
-            return super().getUsage(width) + "\n" + longdesc
+            return str(super().getUsage(width)) + "\n" + longdesc
         finally:
             self.longdesc = longdesc
 
-    def parseOptions(self, options=None):
+    def parseOptions(self, options: list[str] | None = None) -> None:
         try:
-            super().parseOptions(options)
+            super().parseOptions(options)  # type: ignore[no-untyped-call]
         except usage.UsageError as e:
-            # twistd would print its whole help text above the error; one line is kinder.
+            # A coercer's ValueError arrives wrapped; its message already names the option.
             message = str(e).removeprefix("Parameter type enforcement failed: ")
-            raise SystemExit(f"twistd rtcsvc: error: {message}") from None
+            if self.parent is not None:
+                # On twistd's command line, which would print its sixty lines of help above
+                # the one that matters: that one line alone, and status 1.
+                raise StartupError(message) from None
+            raise usage.UsageError(message) from None
 
-    def postOptions(self):
-        for description in self["listen"]:
-            if not description or ":" not in description and not description.isdigit():
-                raise usage.UsageError(f"--listen must be an endpoint string, not {description!r}")
-        if self["static"] is not None:
-            static = Path(self["static"])
-            if not (static / "index.html").is_file():
-                raise usage.UsageError(f"--static {static} has no index.html")
-            self["static"] = static
-        else:
-            self["static"] = default_static_dir()
-        if bool(self["turn-url"]) != bool(self["turn-secret-file"]):
-            raise usage.UsageError("--turn-url and --turn-secret-file go together")
-        if self["turn-secret-file"]:
-            self["turn-secret"] = _read_secret("turn-secret-file", self["turn-secret-file"])
-        else:
-            self["turn-secret"] = None
-        if self["room-secret-file"]:
-            self["room-secret"] = _read_secret("room-secret-file", self["room-secret-file"])
-        else:
-            self["room-secret"] = None
+    def postOptions(self) -> None:
+        redis = None
         if self["redis"] is not None:
             try:
-                self["redis"] = parse_redis_url(self["redis"])
+                redis = RedisUrl.parse(self["redis"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis {e}") from None
+        try:
+            self.config = ServiceConfig(
+                listen=tuple(self["listen"]),
+                state_dir=Path(self["state-dir"]),
+                static=_path(self["static"]),
+                ice_servers=tuple(self["ice-server"]),
+                turn_urls=tuple(self["turn-url"]),
+                turn_secret_file=_path(self["turn-secret-file"]),
+                turn_backend=self["turn-backend"],
+                turn_ttl=self["turn-ttl"],
+                turn_mint_rate=self["turn-mint-rate"],
+                turn_check_interval=self["turn-check-interval"],
+                max_peers=self["max-peers"],
+                max_message_size=self["max-message-size"],
+                resume_grace=self["resume-grace"],
+                rate_limit=self["rate-limit"],
+                rate_burst=self["rate-burst"],
+                max_connections=self["max-connections"],
+                max_connections_per_client=self["max-connections-per-client"],
+                handshake_rate=self["handshake-rate"],
+                max_send_buffer=self["max-send-buffer"],
+                ping_interval=self["ping-interval"],
+                ping_timeout=self["ping-timeout"],
+                handshake_timeout=self["handshake-timeout"],
+                idle_timeout=self["idle-timeout"],
+                room_secret_file=_path(self["room-secret-file"]),
+                redis=redis,
+                allowed_origins=tuple(self["allowed-origin"]),
+                trusted_proxies=tuple(self["trusted-proxy"]),
+                metrics_allow=tuple(self["metrics-allow"]),
+                session_log=not self["no-session-log"],
+            )
+        except ValueError as e:  # a rule between options
+            raise usage.UsageError(str(e)) from None
 
 
-for _name in dir(Options):
-    if _name.startswith("opt_"):
-        # One-line help: usage.Options keeps a docstring's indentation as runs of spaces.
-        _method = getattr(Options, _name)
-        _method.__doc__ = " ".join((_method.__doc__ or "").split())
-del _name, _method
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
-def _ice_url(option, url):
-    if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
-        raise usage.UsageError(f"--{option} must be a stun:, stuns:, turn: or turns: URL, "
-                               f"not {url!r}")
-    return url
-
-
-def _read_secret(option, path):
+def _network(option: str, address: str) -> Network:
     try:
-        secret = Path(path).read_bytes().strip()
-    except OSError as e:
-        raise usage.UsageError(f"--{option}: cannot read {path}: {e.strerror}") from None
-    if len(secret) < 16:
-        raise usage.UsageError(f"--{option}: the secret in {path} is shorter than 16 bytes")
-    return secret
+        return TrustedProxies.parse(address)
+    except ValueError:
+        raise usage.UsageError(
+            f"--{option} must be an IP address or network, not {address!r}") from None
 
 
-def makeService(config, reactor=None):
+def makeService(config: Options | ServiceConfig, reactor: Any = None) -> service.MultiService:
+    """The service tree for ``config``: parsed options (from twistd) or a ServiceConfig.
+
+    Reads the files the config names first; one that cannot be used stops start-up with one
+    line (:class:`StartupError`), as a port that cannot be bound does.
+    """
     if reactor is None:
         from twisted.internet import reactor
-    if config["redis"] is not None:
-        hub = RedisHub(reactor, config["redis"], max_peers=config["max-peers"],
-                       resume_grace=config["resume-grace"])
+    settings = config.config if isinstance(config, Options) else config
+    try:
+        files = read_files(settings, default_static_dir())
+    except ConfigError as e:
+        raise StartupError(str(e)) from None
+    if files.redis is not None:
+        hub: Hub | RedisHub = RedisHub(reactor, files.redis, max_peers=settings.max_peers,
+                                       resume_grace=settings.resume_grace)
     else:
-        hub = Hub(reactor, max_peers=config["max-peers"], resume_grace=config["resume-grace"])
+        hub = Hub(reactor, max_peers=settings.max_peers, resume_grace=settings.resume_grace)
     metrics = Metrics()
-    proxies = TrustedProxies(config["trusted-proxy"])
+    proxies = TrustedProxies(settings.trusted_proxies)
     factory = SignalingFactory(
         hub,
         clock=reactor,
-        ice=IceConfig(tuple(config["ice-server"]), tuple(config["turn-url"]),
-                      config["turn-secret"], config["turn-ttl"]),
-        origins=OriginPolicy(config["allowed-origin"]),
+        ice=IceConfig(settings.ice_servers, settings.turn_urls, files.turn_secret,
+                      settings.turn_ttl),
+        origins=OriginPolicy(settings.allowed_origins),
         proxies=proxies,
         metrics=metrics,
-        log_sessions=not config["no-session-log"],
-        turn_minter=TurnMinter(config["turn-mint-rate"]),
+        log_sessions=settings.session_log,
+        turn_minter=TurnMinter(settings.turn_mint_rate),
         limits=Limits(
-            max_message_size=config["max-message-size"],
-            rate=config["rate-limit"],
-            burst=config["rate-burst"],
-            max_connections=config["max-connections"],
-            max_per_client=config["max-connections-per-client"],
-            max_send_buffer=config["max-send-buffer"],
-            handshake_rate=config["handshake-rate"],
-            ping_interval=config["ping-interval"],
-            ping_timeout=config["ping-timeout"],
-            room_secret=config["room-secret"],
+            max_message_size=settings.max_message_size,
+            rate=settings.rate_limit,
+            burst=settings.rate_burst,
+            max_connections=settings.max_connections,
+            max_per_client=settings.max_connections_per_client,
+            max_send_buffer=settings.max_send_buffer,
+            handshake_rate=settings.handshake_rate,
+            ping_interval=settings.ping_interval,
+            ping_timeout=settings.ping_timeout,
+            room_secret=files.room_secret,
         ),
     )
     metrics.watch(hub, lambda: len(factory.connections))
     watchdog = None
-    if config["turn-url"] and config["turn-check-interval"] > 0:
-        watchdog = TurnWatchdog(reactor, config["turn-url"], config["turn-secret"],
-                                config["turn-check-interval"])
+    if files.turn_secret is not None and settings.turn_check_interval > 0:
+        watchdog = TurnWatchdog(reactor, list(settings.turn_urls), files.turn_secret,
+                                settings.turn_check_interval)
         metrics.registry.register(watchdog)
-    timeouts = dict(idle=config["idle-timeout"], request=config["handshake-timeout"])
-    site = make_site(factory, metrics, Path(config["static"]), **timeouts,
-                     max_per_client=config["max-connections-per-client"], proxies=proxies,
-                     metrics_allow=tuple(config["metrics-allow"]) or LOOPBACK,
+    idle, request = settings.idle_timeout, settings.handshake_timeout
+    site = make_site(factory, metrics, files.static, idle=idle, request=request,
+                     max_per_client=settings.max_connections_per_client, proxies=proxies,
+                     metrics_allow=settings.metrics_allow or LOOPBACK,
                      turn_status=watchdog.status if watchdog is not None else lambda: None)
-    shared = SharedPortFactory(site, factory, reactor, timeout=config["handshake-timeout"],
-                               turn_tunnel=_turn_tunnel(reactor, config["turn-backend"],
-                                                        config["max-connections-per-client"]))
+    shared = SharedPortFactory(site, factory, reactor, timeout=settings.handshake_timeout,
+                               turn_tunnel=_turn_tunnel(reactor, settings.turn_backend,
+                                                        settings.max_connections_per_client))
 
-    top = service.MultiService()
-    state_dir = Path(config["state-dir"])
-    listeners = list(config["listen"])
+    services: list[service.Service] = []
+    listeners = list(settings.listen)
     if not listeners:
         listeners = [f"ssl:{DEFAULT_HTTPS_PORT}:interface=127.0.0.1"]
-        redirect = make_redirect_site(DEFAULT_HTTPS_PORT, **timeouts)
-        _listener(reactor, f"tcp:{DEFAULT_HTTP_PORT}:interface=127.0.0.1", redirect,
-                  "the redirect to HTTPS").setServiceParent(top)
-    for description in listeners:
-        _listener(reactor, description, shared, "the app", state_dir).setServiceParent(top)
-    _SignalingShutdown(factory, hub).setServiceParent(top)
+        redirect = make_redirect_site(DEFAULT_HTTPS_PORT, idle=idle, request=request)
+        services.append(_listener(reactor, f"tcp:{DEFAULT_HTTP_PORT}:interface=127.0.0.1",
+                                  redirect, "the redirect to HTTPS"))
+    services += [_listener(reactor, description, shared, "the app", settings.state_dir)
+                 for description in listeners]
+    services.append(_SignalingShutdown(factory, hub))
     if watchdog is not None:
-        watchdog.setServiceParent(top)
-    _CollectorTuning().setServiceParent(top)
-    if config["redis"] is not None:
-        RedisHubService(hub).setServiceParent(top)
+        services.append(watchdog)
+    services.append(_CollectorTuning())
+    if isinstance(hub, RedisHub):
+        services.append(RedisHubService(hub))
+    top = service.MultiService()
+    for child in services:
+        child.setServiceParent(top)
     return top
 
 
-def _turn_tunnel(reactor, description, max_per_client):
+def _turn_tunnel(reactor: Any, description: str | None,
+                 max_per_client: int) -> TurnTunnels | None:
     """What makes a TurnTunnel to ``--turn-backend description``, or None without one."""
     if description is None:
         return None
@@ -389,11 +418,13 @@ def _turn_tunnel(reactor, description, max_per_client):
     return TurnTunnels(endpoint.connect, description, max_per_client)
 
 
-def _listener(reactor, description, factory, role, state_dir=None):
+def _listener(reactor: Any, description: str, factory: IProtocolFactory, role: str,
+              state_dir: Path | None = None) -> ListenerService:
     """A port for ``--listen description``; a mistake in it stops start-up with one line."""
     option = f"--listen {description}"
     if description.startswith("ssl:") and "privateKey=" not in description:
         try:
+            assert state_dir is not None, "an ssl: listener of the app"
             key, cert = ensure_certificate(state_dir)
         except CertificateError as e:
             raise StartupError(f"--state-dir {state_dir}: {e}") from None
@@ -438,16 +469,16 @@ class _CollectorTuning(service.Service):
     collected, only in batches ten times larger (a few hundred KiB at most).
     """
 
-    _previous = None
+    _previous: tuple[int, int, int] | None = None
 
-    def startService(self):
-        super().startService()
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
         self._previous = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLD)
 
-    def stopService(self):
+    def stopService(self) -> None:
         # Put back what we found: the service may run inside a larger program (or a test run).
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]
         if self._previous is not None:
             gc.set_threshold(*self._previous)
 
@@ -455,12 +486,12 @@ class _CollectorTuning(service.Service):
 class _SignalingShutdown(service.Service):
     """On stop (SIGTERM), close every socket with 1001 before the reactor goes away."""
 
-    def __init__(self, factory, hub):
+    def __init__(self, factory: SignalingFactory, hub: IHub):
         self._factory = factory
         self._hub = hub
 
-    def stopService(self):
-        super().stopService()
-        d = self._factory.shut_down()
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        d: Deferred[None] = self._factory.shut_down()
         d.addBoth(lambda _: self._hub.close())
         return d

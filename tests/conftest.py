@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -26,7 +28,10 @@ def rtcsvc(tmp_path):
 
 @pytest.fixture
 def make_server(tmp_path):
-    """``make_server(*argv, **config_overrides)`` -> base URL of a running in-process service."""
+    """``make_server(*argv, **config_overrides)`` -> base URL of a running in-process service.
+
+    ``config_overrides`` replace fields of the parsed ServiceConfig, past the command line's
+    bounds (``turn_ttl=2`` makes a credential refresh happen within a test)."""
     services = []
 
     def make(*argv, **overrides):
@@ -34,8 +39,7 @@ def make_server(tmp_path):
         options = Options()
         options.parseOptions(["--listen", f"tcp:{port}:interface=127.0.0.1",
                               "--state-dir", str(tmp_path / "state"), *argv])
-        options.update(overrides)
-        service = makeService(options, reactor)
+        service = makeService(dataclasses.replace(options.config, **overrides), reactor)
         service.startService()
         services.append(service)
         return f"127.0.0.1:{port}"

@@ -313,7 +313,7 @@ def test_turn_credentials_are_minted_per_peer_and_refreshed_before_expiry(client
     secret.write_bytes(SECRET)
     server = make_server("--turn-url", "turn:127.0.0.1:3478?transport=udp",
                          "--ice-server", "stun:127.0.0.1:3478",
-                         "--turn-secret-file", str(secret), **{"turn-ttl": 2})
+                         "--turn-secret-file", str(secret), turn_ttl=2)
     import base64, hashlib, hmac, time
 
     before = time.time()

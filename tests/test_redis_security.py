@@ -21,7 +21,6 @@ from websockets.sync.client import connect
 
 from rtcsvc.redis_connection import parse_redis_url
 from rtcsvc.redis_lua import SCRIPTS
-from rtcsvc.tap import Options
 from tests.support.redis import RedisServer, UnreadyRtcsvc, make_ca, make_server_certificate
 
 pytestmark = [
@@ -81,14 +80,6 @@ def test_bad_redis_urls_say_why_without_echoing_a_password(url, reason):
         parse_redis_url(url)
     assert reason in str(bad.value)
     assert "hunter2" not in str(bad.value)
-
-
-def test_a_mistake_in_the_redis_url_stops_start_up_naming_the_option():
-    with pytest.raises(SystemExit) as bad:
-        Options().parseOptions(["--redis", "rediss://rtcsvc:hunter2hunter2@127.0.0.1:6380/0"
-                                           "?ca=/nonexistent/redis-ca.pem"])
-    assert str(bad.value) == ("twistd rtcsvc: error: --redis ca: cannot read "
-                              "/nonexistent/redis-ca.pem: No such file or directory")
 
 
 def test_a_ca_file_without_certificates_is_refused(tmp_path):

@@ -54,6 +54,22 @@ def test_an_unreadable_certificate_fails_with_one_line(tmp_path):
     assert "cannot read" in line and "No such file or directory" in line
 
 
+def test_a_bad_option_value_fails_with_one_line_and_no_page_of_help(tmp_path):
+    status, output = twistd("--max-peers", "1", "--state-dir", str(tmp_path))
+    assert status != 0
+    [line] = errors(output)
+    assert line.endswith("twistd rtcsvc: error: --max-peers must be from 2 to 64, not 1")
+    assert "--max-message-size" not in output  # twistd's help is not printed above it
+
+
+def test_a_secret_file_that_cannot_be_read_fails_with_one_line(tmp_path):
+    status, output = twistd("--turn-url", "turn:127.0.0.1:3478", "--turn-secret-file",
+                            str(tmp_path / "absent"), "--state-dir", str(tmp_path))
+    assert status != 0
+    [line] = errors(output)
+    assert f"--turn-secret-file: cannot read {tmp_path}/absent: No such file" in line
+
+
 def test_a_started_service_logs_the_url_of_each_listener(tmp_path):
     service = RtcsvcProcess.start(tmp_path, tls=True)
     try:

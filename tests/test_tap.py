@@ -1,12 +1,17 @@
 """``twistd rtcsvc`` options and the service tree they build, without real sockets."""
 
+import dataclasses
+from pathlib import Path
+
 import pytest
+from twisted.application.app import ServerOptions
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import IPlugin, getPlugins
 from twisted.python.usage import UsageError
 
 from rtcsvc import tap
+from rtcsvc.config import ServiceConfig, default_state_dir, read_files
 from rtcsvc.protocol import SignalingFactory
 from rtcsvc.web import default_static_dir
 
@@ -88,37 +93,106 @@ def test_an_ssl_listener_without_a_key_uses_the_generated_certificate(tmp_path):
     (["--turn-ttl", "5"], "--turn-ttl"),
     (["--turn-url", "http://x"], "--turn-url"),
     (["--turn-url", "turn:x:3478"], "--turn-secret-file"),
-    (["--turn-url", "turn:x:3478", "--turn-secret-file", "/nonexistent"], "--turn-secret-file"),
     (["--ice-server", "x.example.com"], "--ice-server"),
     (["--allowed-origin", "portal.example.com"], "--allowed-origin"),
     (["--trusted-proxy", "apache"], "--trusted-proxy"),
-    (["--static", "/nonexistent"], "--static"),
+    (["--redis", "http://127.0.0.1/0"], "--redis"),
     (["--listen", ""], "--listen"),
 ])
-def test_a_bad_option_value_stops_with_one_line_naming_the_option(argv, option):
-    with pytest.raises(SystemExit) as stopped:
+def test_a_bad_option_value_raises_a_usage_error_of_one_line_naming_the_option(argv, option):
+    with pytest.raises(UsageError) as bad:
         parse(*argv)
-    message = str(stopped.value.code)
+    message = str(bad.value)
     assert option in message and "\n" not in message
+    assert "Parameter type enforcement" not in message
+
+
+def test_on_twistds_command_line_a_bad_value_stops_with_that_one_line():
+    # twistd would print its whole help above a UsageError; as its subcommand, one line.
+    options = tap.Options()
+    options.parent = ServerOptions()
+    with pytest.raises(SystemExit) as stopped:
+        options.parseOptions(["--max-peers", "1"])
+    assert stopped.value.code == "twistd rtcsvc: error: --max-peers must be from 2 to 64, not 1"
+
+
+def test_the_command_line_becomes_a_frozen_config_with_the_same_defaults():
+    config = parse().config
+    assert config == ServiceConfig(state_dir=default_state_dir())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.max_peers = 60  # type: ignore[misc]
+
+
+def test_every_option_reaches_the_config():
+    config = parse("--listen", "tcp:9001", "--max-peers", "4", "--turn-url", "turn:t:3478",
+                   "--turn-secret-file", "/etc/rtcsvc/turn", "--trusted-proxy", "10.0.0.0/8",
+                   "--redis", "rediss://u@r.example:6380/2?password-file=/pw",
+                   "--no-session-log", "--handshake-rate", "2.5").config
+    assert config.listen == ("tcp:9001",)
+    assert config.max_peers == 4
+    assert config.turn_urls == ("turn:t:3478",)
+    assert config.turn_secret_file == Path("/etc/rtcsvc/turn")
+    assert [str(n) for n in config.trusted_proxies] == ["10.0.0.0/8"]
+    assert config.redis is not None and config.redis.password_file == "/pw"
+    assert (config.redis.host, config.redis.port, config.redis.db) == ("r.example", 6380, 2)
+    assert config.session_log is False
+    assert config.handshake_rate == 2.5
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--turn-url", "turn:x:3478", "--turn-secret-file", "/nonexistent"],
+     "--turn-secret-file: cannot read /nonexistent: No such file or directory"),
+    (["--room-secret-file", "/nonexistent"],
+     "--room-secret-file: cannot read /nonexistent: No such file or directory"),
+    (["--static", "/nonexistent"], "--static /nonexistent has no index.html"),
+    (["--redis", "rediss://127.0.0.1/0?ca=/nonexistent/ca.pem"],
+     "--redis ca: cannot read /nonexistent/ca.pem: No such file or directory"),
+])
+def test_parsing_reads_no_file_and_making_the_service_stops_on_one_it_cannot_use(
+        argv, line, tmp_path):
+    options = parse("--state-dir", str(tmp_path), *argv)  # parses: files are not read yet
+    with pytest.raises(SystemExit) as stopped:
+        tap.makeService(options, MemoryReactorClock())
+    assert stopped.value.code == f"twistd rtcsvc: error: {line}"
 
 
 def test_a_short_turn_secret_is_refused(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("short\n")
+    options = parse("--turn-url", "turn:x:3478", "--turn-secret-file", str(secret))
     with pytest.raises(SystemExit, match="shorter than 16 bytes"):
-        parse("--turn-url", "turn:x:3478", "--turn-secret-file", str(secret))
+        tap.makeService(options, MemoryReactorClock())
 
 
-def test_validation_raises_usage_error_for_programmatic_callers():
+def test_a_program_makes_the_service_from_a_config_without_a_command_line(tmp_path):
+    reactor = MemoryReactorClock()
+    config = ServiceConfig(listen=("tcp:9007:interface=127.0.0.1",), state_dir=tmp_path,
+                           max_peers=3)
+    service = tap.makeService(config, reactor)
+    service.startService()
+    try:
+        [(port, factory, _, _)] = reactor.tcpServers
+        assert port == 9007 and factory.signaling.hub.max_peers == 3
+    finally:
+        service.stopService()
+
+
+def test_turn_urls_and_their_secret_go_together_in_a_config_too():
+    with pytest.raises(ValueError, match="--turn-url and --turn-secret-file go together"):
+        ServiceConfig(turn_urls=("turn:x:3478",))
+
+
+def test_the_help_gives_each_option_one_line_without_rewriting_the_handlers():
     options = tap.Options()
-    with pytest.raises(UsageError):
-        usage_parse = super(tap.Options, options).parseOptions
-        usage_parse(["--max-peers", "0"])
+    assert "  " not in options.docs["listen"] and "\n" not in options.docs["listen"]
+    assert "tcp:8080:interface=127.0.0.1 or ssl:443" in options.docs["listen"]
+    assert "\n" in tap.Options.opt_listen.__doc__  # the method's own docstring is untouched
 
 
 def test_the_static_dir_defaults_to_the_app_shipped_with_rtcsvc():
     assert (default_static_dir() / "index.html").is_file()
-    assert parse()["static"] == default_static_dir()
+    assert parse().config.static is None
+    assert read_files(ServiceConfig(), default_static_dir()).static == default_static_dir()
 
 
 def test_the_running_service_collects_cycles_in_larger_batches_and_restores_the_setting(tmp_path):
@@ -146,5 +220,5 @@ def test_handshake_rate_reaches_the_factory_and_zero_turns_it_off(tmp_path):
     assert factory().limits.handshake_rate == 10.0
     assert factory("--handshake-rate", "2.5").admission.handshakes.rate == 2.5
     assert factory("--handshake-rate", "0").admission.handshakes is None
-    with pytest.raises(SystemExit, match="--handshake-rate must be at least 0"):
+    with pytest.raises(UsageError, match="--handshake-rate must be at least 0"):
         parse("--handshake-rate", "-1")
