@@ -8,13 +8,16 @@ heartbeating, and Redis refusing connections.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import orjson
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
 
-from rtcsvc.hub import IHub, IResumingHub, NotResumable, RoomFull, Unavailable, UnknownPeer
+from rtcsvc.hub import (IHub, IResumingHub, JoinResult, NotResumable, RoomFull, Unavailable,
+                        UnknownPeer)
 from rtcsvc.redis_hub import RedisHub, parse_redis_url
 from tests.support.peers import RecordingConnection as Connection
 from tests.support.peers import joining
@@ -69,6 +72,32 @@ def hubs(redis):
     for hub in made:
         hub.close()
         pytest_twisted.blockon(hub.stop())
+
+
+@dataclass
+class AwayWithAQueuedSignal:
+    """Two processes: ``other`` seated on b, ``first`` seated on a and dropped there (its seat
+    kept for a resume), with one signal from ``other`` (``"queued"``) waiting for it."""
+
+    a: RedisHub
+    b: RedisHub
+    other: Connection
+    other_seat: JoinResult
+    first: JoinResult
+
+
+@pytest_twisted.async_fixture
+async def away(hubs):
+    """A seat away from its socket with a signal queued for it: AwayWithAQueuedSignal."""
+    a, b = await hubs(2)
+    other = Connection()
+    ro = await joining(b, "room", other)
+    first = await joining(a, "room", Connection())
+    a.drop(first.member)
+    await sleep(0.1)
+    b.signal(ro.member, first.member.id, b'"queued"')
+    await sleep(0.1)
+    return AwayWithAQueuedSignal(a, b, other, ro, first)
 
 
 @pytest_twisted.inlineCallbacks
@@ -167,15 +196,8 @@ def test_resume_on_the_same_process_supersedes_a_half_open_socket(hubs):
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_resume_moves_the_seat_and_the_old_process_lets_go(hubs):
-    a, b = yield hubs(2)
-    other = Connection()
-    ro = yield joining(b, "room", other)
-    first = yield joining(a, "room", Connection())
-    a.drop(first.member)
-    yield sleep(0.1)
-    b.signal(ro.member, first.member.id, b'"queued"')
-    yield sleep(0.1)
+def test_a_resume_moves_the_seat_and_the_old_process_lets_go(away):
+    a, b, ro, first = away.a, away.b, away.other_seat, away.first
     moved = yield joining(b, "room", Connection(), first.token)
     assert moved.resumed and [orjson.loads(p) for p in moved.backlog] == [
         {"type": "signal", "from": ro.member.id, "data": "queued"}]
@@ -191,15 +213,8 @@ def test_redis_hub_resumes_without_a_join(hubs):
 
 
 @pytest_twisted.inlineCallbacks
-def test_resume_alone_moves_a_live_seat_with_its_queue_and_the_room_sees_nothing(hubs):
-    a, b = yield hubs(2)
-    other = Connection()
-    ro = yield joining(b, "room", other)
-    first = yield joining(a, "room", Connection())
-    a.drop(first.member)
-    yield sleep(0.1)
-    b.signal(ro.member, first.member.id, b'"queued"')
-    yield sleep(0.1)
+def test_resume_alone_moves_a_live_seat_with_its_queue_and_the_room_sees_nothing(away):
+    a, b, other, ro, first = away.a, away.b, away.other, away.other_seat, away.first
     moved = yield joining(b, "room", Connection(), first.token, resume_only=True)
     assert moved.resumed and moved.member.id == first.member.id
     assert moved.peers == [ro.member.id]
