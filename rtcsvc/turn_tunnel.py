@@ -18,13 +18,33 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections import Counter
+from collections.abc import Callable
 
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IProtocol,
+    IProtocolFactory,
+    IPushProducer,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from rtcsvc.origin import client_key
 
 _log = Logger()
+
+
+class IStreamTransport(ITCPTransport, IPushProducer, IConsumer):
+    """A TCP or TLS connection as Twisted makes one: a transport that is also a push producer
+    and a consumer (Twisted declares the three apart). The tunnel pauses and couples them."""
+
+
+#: ``connect_backend``: an endpoint's ``connect``, opening one connection to coturn.
+ConnectBackend = Callable[[IProtocolFactory], Deferred[IProtocol]]
 
 STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 #: Bytes needed to tell STUN from anything else.
@@ -45,19 +65,23 @@ def looks_like_stun(data: bytes) -> bool | None:
     return data[4:8] == STUN_MAGIC_COOKIE
 
 
-def proxy_v2_header(source, destination) -> bytes:
+def proxy_v2_header(source: IAddress, destination: IAddress) -> bytes:
     """The PROXY protocol v2 header saying a TCP connection came from ``source`` to
     ``destination`` (Twisted addresses, or anything with ``host`` and ``port``)."""
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    dst: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    # IAddress declares no host or port: IP addresses have both, and any other kind is LOCAL.
     try:
-        src = ipaddress.ip_address(source.host)
-        dst = ipaddress.ip_address(destination.host)
+        src = ipaddress.ip_address(source.host)  # type: ignore[attr-defined]
+        dst = ipaddress.ip_address(destination.host)  # type: ignore[attr-defined]
     except (AttributeError, ValueError):
         src = dst = None
-    if src is None or src.version != dst.version:
+    if src is None or dst is None or src.version != dst.version:
         # LOCAL: no address to report (coturn then uses the connection's own).
         return PROXY_V2_SIGNATURE + b"\x20\x00" + struct.pack("!H", 0)
     family = b"\x11" if src.version == 4 else b"\x21"  # AF_INET/AF_INET6, STREAM
-    body = src.packed + dst.packed + struct.pack("!HH", source.port, destination.port)
+    body = src.packed + dst.packed + struct.pack(
+        "!HH", source.port, destination.port)  # type: ignore[attr-defined]
     return PROXY_V2_SIGNATURE + b"\x21" + family + struct.pack("!H", len(body)) + body
 
 
@@ -65,13 +89,13 @@ class TurnTunnels:
     """Makes the tunnels of one ``--turn-backend``, at most ``max_per_client`` open per client
     (:func:`rtcsvc.origin.client_key`): each one holds a connection to coturn too."""
 
-    def __init__(self, connect_backend, backend_name: str, max_per_client: int):
+    def __init__(self, connect_backend: ConnectBackend, backend_name: str, max_per_client: int):
         self._connect_backend = connect_backend
         self._backend_name = backend_name
         self._max_per_client = max_per_client
         self._open: Counter[str] = Counter()
 
-    def __call__(self, addr) -> "TurnTunnel":
+    def __call__(self, addr: IAddress) -> TurnTunnel:
         client = client_key(getattr(addr, "host", "") or "")
         admitted = self._open[client] < self._max_per_client
         if admitted:
@@ -80,7 +104,7 @@ class TurnTunnels:
                           release=lambda: self._release(client) if admitted else None,
                           admitted=admitted)
 
-    def _release(self, client):
+    def _release(self, client: str) -> None:
         self._open[client] -= 1
         if self._open[client] <= 0:
             del self._open[client]
@@ -97,9 +121,11 @@ class TurnTunnel(Protocol):
     ``connect``); until it is up the caller is paused and what it already sent is held.
     """
 
-    _backend = None
+    transport: IStreamTransport  # set by makeConnection, before any other call
+    _backend: _BackendProtocol | None = None
 
-    def __init__(self, connect_backend, backend_name: str, release=lambda: None,
+    def __init__(self, connect_backend: ConnectBackend, backend_name: str,
+                 release: Callable[[], None] = lambda: None,
                  admitted: bool = True):
         self._connect_backend = connect_backend
         self._backend_name = backend_name
@@ -109,7 +135,7 @@ class TurnTunnel(Protocol):
         self._early_size = 0
         self._closed = False
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         if not self._admitted:
             self._closed = True
             self.transport.abortConnection()  # over its client's cap: coturn never sees it
@@ -118,7 +144,7 @@ class TurnTunnel(Protocol):
         d = self._connect_backend(_BackendFactory(self))
         d.addErrback(self._backend_failed)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if not self._admitted:
             return
         if self._backend is not None:
@@ -130,14 +156,14 @@ class TurnTunnel(Protocol):
             return
         self._early.append(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
         release, self._release = self._release, lambda: None
         release()
         if self._backend is not None:
             self._backend.transport.loseConnection()
 
-    def backend_up(self, backend):
+    def backend_up(self, backend: _BackendProtocol) -> None:
         if self._closed:
             backend.transport.loseConnection()
             return
@@ -151,11 +177,11 @@ class TurnTunnel(Protocol):
         backend.transport.registerProducer(caller, True)
         caller.resumeProducing()
 
-    def backend_lost(self):
+    def backend_lost(self) -> None:
         if not self._closed:
             self.transport.loseConnection()
 
-    def _backend_failed(self, failure):
+    def _backend_failed(self, failure: Failure) -> None:
         _log.warn("cannot pass a TURN connection to {backend}: {why}",
                   backend=self._backend_name, why=failure.getErrorMessage())
         if not self._closed:
@@ -163,16 +189,18 @@ class TurnTunnel(Protocol):
 
 
 class _BackendProtocol(Protocol):
+    transport: IStreamTransport  # set by makeConnection, before any other call
+
     def __init__(self, tunnel: TurnTunnel):
         self._tunnel = tunnel
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         self._tunnel.backend_up(self)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self._tunnel.transport.write(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._tunnel.backend_lost()
 
 
@@ -180,5 +208,5 @@ class _BackendFactory(Factory):
     def __init__(self, tunnel: TurnTunnel):
         self._tunnel = tunnel
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: IAddress | None) -> _BackendProtocol:
         return _BackendProtocol(self._tunnel)
