@@ -25,14 +25,30 @@ upgrade an HTTP/2 stream). A handshake that fails for any reason is logged once,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from OpenSSL import SSL
-from twisted.internet.interfaces import IHandshakeListener, IProtocolNegotiationFactory
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import (
+    IAddress,
+    IHandshakeListener,
+    IProtocol,
+    IProtocolNegotiationFactory,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from rtcsvc.turn_tunnel import looks_like_stun
+
+if TYPE_CHECKING:
+    from rtcsvc.turn_tunnel import TurnTunnel
+    from rtcsvc.web import GuardedSite
 
 SIGNALING_PREFIX = b"GET /ws/"
 #: What this port speaks after TLS, offered over ALPN.
@@ -42,10 +58,12 @@ _log = Logger()
 
 
 @implementer(IProtocolNegotiationFactory)
-class SharedPortFactory(Factory):
+class SharedPortFactory(Factory["SharedPortProtocol"]):
     """Builds a :class:`SharedPortProtocol` per connection, for one site and one signaling factory."""
 
-    def __init__(self, site, signaling, clock, timeout: float, turn_tunnel=None):
+    def __init__(self, site: GuardedSite, signaling: WebSocketServerFactory, clock: IReactorTime,
+                 timeout: float,
+                 turn_tunnel: Callable[[IAddress | None], TurnTunnel] | None = None):
         self.site = site
         self.signaling = signaling
         self.clock = clock
@@ -54,24 +72,25 @@ class SharedPortFactory(Factory):
         #: None when no TURN backend is configured (such connections then go to the site).
         self.turn_tunnel = turn_tunnel
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: IAddress | None) -> SharedPortProtocol:
         chooser = SharedPortProtocol()
         chooser.factory = self
         chooser.addr = addr
         return chooser
 
-    def acceptableProtocols(self):
+    # Twisted declares list[bytes]; it only iterates the answer, so the tuple constant does.
+    def acceptableProtocols(self) -> tuple[bytes, ...]:  # type: ignore[override]
         return ALPN_PROTOCOLS
 
     # The site and the signaling factory are started and stopped with the port, as if each
     # were listening itself (the site opens its access log there).
-    def doStart(self):
-        self.site.doStart()
+    def doStart(self) -> None:
+        self.site.doStart()  # type: ignore[no-untyped-call]
         self.signaling.doStart()
 
-    def doStop(self):
+    def doStop(self) -> None:
         self.signaling.doStop()
-        self.site.doStop()
+        self.site.doStop()  # type: ignore[no-untyped-call]
 
 
 @implementer(IHandshakeListener)
@@ -84,15 +103,19 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
     The deadline is absolute: bytes arriving do not push it back.
     """
 
-    _inner = None
+    factory: SharedPortFactory
+    addr: IAddress | None
+    transport: ITCPTransport  # set by makeConnection, before any other call
+    _inner: IProtocol | None = None
     _tls_handshake_done = False
     _held = b""
 
-    def connectionMade(self):
-        self.callLater = self.factory.clock.callLater
-        self.setTimeout(self.factory.timeout)
+    def connectionMade(self) -> None:
+        # TimeoutMixin's documented way to use another clock; it leaves callLater untyped.
+        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign, assignment]
+        self.setTimeout(self.factory.timeout)  # type: ignore[no-untyped-call]
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         inner = self._inner
         if inner is None:
             factory = self.factory
@@ -108,23 +131,25 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
             # A first read shorter than the prefix goes to the site, which routes /ws/ to
             # Autobahn too (its own request deadline then applies): correct either way, only
             # the fast path is missed.
-            if stun:
-                self.setTimeout(None)  # coturn keeps its own timers for TURN connections
+            if stun and factory.turn_tunnel is not None:  # (stun implies a tunnel factory)
+                # coturn keeps its own timers for TURN connections
+                self.setTimeout(None)  # type: ignore[no-untyped-call]
                 inner = factory.turn_tunnel(self.addr)
             elif data.startswith(SIGNALING_PREFIX):
-                inner = factory.signaling.buildProtocol(self.addr)
+                # Twisted types buildProtocol as possibly None; Autobahn's always builds one.
+                inner = cast(WebSocketServerProtocol, factory.signaling.buildProtocol(self.addr))
             else:
-                self.setTimeout(None)
+                self.setTimeout(None)  # type: ignore[no-untyped-call]
                 inner = factory.site.buildProtocol(self.addr)
             self._inner = inner
-            inner.makeConnection(self.transport)
+            inner.makeConnection(self.transport)  # type: ignore[no-untyped-call]
         inner.dataReceived(data)
 
-    def handshakeCompleted(self):
+    def handshakeCompleted(self) -> None:
         self._tls_handshake_done = True
 
-    def connectionLost(self, reason):
-        self.setTimeout(None)
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.setTimeout(None)  # type: ignore[no-untyped-call]
         if not self._tls_handshake_done and isinstance(reason.value, SSL.Error):
             _log.info("TLS handshake with {peer} failed: {why}",
                       peer=getattr(self.addr, "host", "?"), why=tls_failure_reason(reason.value))
@@ -132,8 +157,9 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
             inner, self._inner = self._inner, None
             inner.connectionLost(reason)
 
-    def timeoutConnection(self):
-        inner = self._inner
+    def timeoutConnection(self) -> None:
+        # Only a signaling protocol can be inside yet: the others took the deadline off.
+        inner = cast("WebSocketServerProtocol | None", self._inner)
         if inner is not None and inner.state != inner.STATE_CONNECTING:
             return  # the signaling socket opened in time
         peer = getattr(self.addr, "host", "?")

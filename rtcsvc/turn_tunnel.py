@@ -95,7 +95,7 @@ class TurnTunnels:
         self._max_per_client = max_per_client
         self._open: Counter[str] = Counter()
 
-    def __call__(self, addr: IAddress) -> TurnTunnel:
+    def __call__(self, addr: IAddress | None) -> TurnTunnel:
         client = client_key(getattr(addr, "host", "") or "")
         admitted = self._open[client] < self._max_per_client
         if admitted:

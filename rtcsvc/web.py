@@ -14,15 +14,28 @@ import ipaddress
 import re
 import sysconfig
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, cast
 
 import orjson
 from autobahn.twisted.resource import WebSocketResource
 from prometheus_client.twisted import MetricsResource
+from twisted.internet.interfaces import IAddress, IDelayedCall, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http, pages, resource, server, static
 
-from rtcsvc.origin import TrustedProxies, client_key
+from rtcsvc.origin import Network, TrustedProxies, client_key
+
+if TYPE_CHECKING:
+    from rtcsvc.hub import IHubStatistics
+    from rtcsvc.metrics import Metrics
+    from rtcsvc.protocol import SignalingFactory
+
+#: Decides something about a request (may it read the metrics? did it come over TLS?).
+RequestTest = Callable[[server.Request], bool]
 
 ROOM_NAME = re.compile(rb"[A-Za-z0-9_-]{1,64}\Z")
 
@@ -55,21 +68,21 @@ def default_static_dir() -> Path:
 class SecurityHeaders(resource.Resource):
     """Wraps the root resource so every response, errors included, carries the headers."""
 
-    def __init__(self, root, is_secure):
-        super().__init__()
+    def __init__(self, root: resource.IResource, is_secure: RequestTest):
+        super().__init__()  # type: ignore[no-untyped-call]
         self._root = root
         self._is_secure = is_secure
         self.isLeaf = root.isLeaf  # a leaf root (the redirect) must see every path itself
 
-    def getChildWithDefault(self, name, request):
+    def getChildWithDefault(self, name: bytes, request: server.Request) -> resource.IResource:
         self._decorate(request)
-        return self._root.getChildWithDefault(name, request)
+        return self._root.getChildWithDefault(name, request)  # type: ignore[no-any-return]
 
-    def render(self, request):
+    def render(self, request: server.Request) -> bytes | int:
         self._decorate(request)
-        return self._root.render(request)
+        return self._root.render(request)  # type: ignore[no-any-return]
 
-    def _decorate(self, request):
+    def _decorate(self, request: server.Request) -> None:
         headers = request.responseHeaders
         headers.removeHeader(b"server")  # no version banner
         for name, value in COMMON_HEADERS:
@@ -91,17 +104,19 @@ class StaticFiles(static.File):
     (RFC 9110 lets a server do that): the whole file, 200.
     """
 
-    def directoryListing(self):
+    def directoryListing(self) -> resource.IResource:
         return pages.notFound()
 
-    def makeProducer(self, request, fileForReading):
+    def makeProducer(self, request: server.Request,
+                     fileForReading: IO[bytes]) -> static.StaticProducer:
         byte_range = request.getHeader(b"range")
         if byte_range is not None and not SINGLE_BYTE_RANGE.match(byte_range.strip()):
             request.requestHeaders.removeHeader(b"range")
-        return super().makeProducer(request, fileForReading)
+        return super().makeProducer(  # type: ignore[no-untyped-call, no-any-return]
+            request, fileForReading)
 
-    def createSimilarFile(self, path):
-        similar = super().createSimilarFile(path)
+    def createSimilarFile(self, path: str) -> StaticFiles:
+        similar: StaticFiles = super().createSimilarFile(path)  # type: ignore[no-untyped-call]
         similar.__class__ = StaticFiles
         return similar
 
@@ -110,10 +125,10 @@ class RoomPage(resource.Resource):
     """``/r/<room>``: a shareable link that loads the app, which reads the room from the path."""
 
     def __init__(self, index: Path):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._index = index
 
-    def getChild(self, name, request):
+    def getChild(self, name: bytes, request: server.Request) -> resource.IResource:
         if ROOM_NAME.match(name) and not request.postpath:
             page = StaticFiles(str(self._index), defaultType="text/html")
             page.isLeaf = True
@@ -129,20 +144,21 @@ class Health(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, hub, connections_open, may_read_metrics=lambda request: True,
-                 turn_status=lambda: None):
-        super().__init__()
+    def __init__(self, hub: IHubStatistics, connections_open: Callable[[], int],
+                 may_read_metrics: RequestTest = lambda request: True,
+                 turn_status: Callable[[], str | None] = lambda: None):
+        super().__init__()  # type: ignore[no-untyped-call]
         self._hub = hub
         self._connections_open = connections_open
         self._may_read_metrics = may_read_metrics
         self._turn_status = turn_status
 
-    def render_GET(self, request):
+    def render_GET(self, request: server.Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         if not self._hub.available:
             request.setResponseCode(503)
-        status = {"status": "ok" if self._hub.available else "unavailable"}
+        status: dict[str, str | int] = {"status": "ok" if self._hub.available else "unavailable"}
         turn = self._turn_status()
         if turn is not None:
             status["turn"] = turn
@@ -157,17 +173,17 @@ class Restricted(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, inner, allowed):
-        super().__init__()
+    def __init__(self, inner: resource.IResource, allowed: RequestTest):
+        super().__init__()  # type: ignore[no-untyped-call]
         self._inner = inner
         self._allowed = allowed
 
-    def render(self, request):
+    def render(self, request: server.Request) -> bytes | int:
         if not self._allowed(request):
             request.setResponseCode(403)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"Metrics are readable from the addresses in --metrics-allow only.\n"
-        return self._inner.render(request)
+        return self._inner.render(request)  # type: ignore[no-any-return]
 
 
 class MetricsReaders:
@@ -175,12 +191,12 @@ class MetricsReaders:
     networks (loopback by default), judged by the real client (behind a trusted proxy, the
     forwarded one), so a public proxy in front does not open them to everyone."""
 
-    def __init__(self, networks, proxies):
+    def __init__(self, networks: Iterable[Network], proxies: TrustedProxies):
         # The same address test as for trusted proxies (IPv4-mapped addresses included).
         self._readers = TrustedProxies(networks)
         self._proxies = proxies
 
-    def __call__(self, request) -> bool:
+    def __call__(self, request: server.Request) -> bool:
         peer = getattr(request.getClientAddress(), "host", "")
         client = self._proxies.view(peer, False, request.getHeader).client
         return self._readers.trusts(client)
@@ -193,12 +209,13 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 class SignalingEndpoint(WebSocketResource):
     """``/ws/<room>``: Autobahn's resource; the protocol checks the room name and origin."""
 
-    def getChildWithDefault(self, name, request):
+    def getChildWithDefault(self, name: bytes, request: server.Request) -> resource.IResource:
         return self
 
-    def render(self, request):
-        channel = request.channel
-        body = super().render(request)
+    def render(self, request: server.Request) -> bytes | int:
+        # Twisted types the channel as an HTTPChannel; this resource is only on a GuardedSite.
+        channel = cast(GuardedHTTPChannel, request.channel)
+        body: bytes | int = super().render(request)  # type: ignore[no-untyped-call]
         if channel.transport is None:  # Autobahn took the connection over
             channel.handed_over()
         return body
@@ -217,44 +234,50 @@ class GuardedHTTPChannel(http.HTTPChannel):
     _log = Logger()
     requestTimeout = 10.0
     lifetime = 300.0
-    _deadline = None
-    _end_of_life = None
-    _client = None  # the per-client slot this connection holds, if any
+    site: GuardedSite
+    #: None once Autobahn's WebSocketResource has taken the connection over.
+    transport: ITCPTransport | None
+    _deadline: IDelayedCall | None = None
+    _end_of_life: IDelayedCall | None = None
+    _client: str | None = None  # the per-client slot this connection holds, if any
     _refused = False
 
-    def connectionMade(self):
-        client = self.site.client_of(self.transport.getPeer())
+    def connectionMade(self) -> None:
+        transport = cast(ITCPTransport, self.transport)  # makeConnection has just set it
+        client = self.site.client_of(transport.getPeer())
         if client is not None and not self.site.claim(client):
             # Over the per-client cap: say so once, then close, without parsing anything.
             self._refused = True
-            self.transport.write(TOO_MANY_CONNECTIONS)
-            self.transport.loseConnection()
+            transport.write(TOO_MANY_CONNECTIONS)
+            transport.loseConnection()
             return
         self._client = client
-        super().connectionMade()
+        super().connectionMade()  # type: ignore[no-untyped-call]
         self._arm()
-        self._end_of_life = self.callLater(self.lifetime, self._too_old)
+        self._end_of_life = self.callLater(  # type: ignore[no-untyped-call]
+            self.lifetime, self._too_old)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
         if self._deadline is None and not self._handlingRequest:
             self._arm()  # the next request on a kept-alive connection starts now
-        super().dataReceived(data)
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
 
-    def allContentReceived(self):
+    def allContentReceived(self) -> None:
         self._disarm()
-        super().allContentReceived()
+        super().allContentReceived()  # type: ignore[no-untyped-call]
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._refused:
             return
         self.handed_over()
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
-    def handed_over(self):
+    def handed_over(self) -> None:
         """The connection is no longer an HTTP one (upgraded, or gone): drop its limits."""
-        self.setTimeout(None)  # the idle timer too: the WebSocket protocol keeps its own
+        # The idle timer too: the WebSocket protocol keeps its own.
+        self.setTimeout(None)  # type: ignore[no-untyped-call]
         self._disarm()
         if self._end_of_life is not None:
             if self._end_of_life.active():
@@ -264,7 +287,7 @@ class GuardedHTTPChannel(http.HTTPChannel):
             self.site.release(self._client)
             self._client = None
 
-    def _too_old(self):
+    def _too_old(self) -> None:
         self._end_of_life = None
         if self.transport is None:
             return  # taken over by the WebSocket protocol
@@ -273,21 +296,23 @@ class GuardedHTTPChannel(http.HTTPChannel):
                        lifetime=self.lifetime, peer=peer)
         self.transport.abortConnection()
 
-    def _arm(self):
-        self._deadline = self.callLater(self.requestTimeout, self._too_slow)
+    def _arm(self) -> None:
+        self._deadline = self.callLater(  # type: ignore[no-untyped-call]
+            self.requestTimeout, self._too_slow)
 
-    def _disarm(self):
+    def _disarm(self) -> None:
         if self._deadline is not None:
             if self._deadline.active():
                 self._deadline.cancel()
             self._deadline = None
 
-    def _too_slow(self):
+    def _too_slow(self) -> None:
         self._deadline = None
-        peer = getattr(self.transport.getPeer(), "host", "?")
+        transport = cast(ITCPTransport, self.transport)  # a hand-over disarms this first
+        peer = getattr(transport.getPeer(), "host", "?")
         self._log.info("closing a request not finished in {timeout}s from {peer}",
                        timeout=self.requestTimeout, peer=peer)
-        self.transport.abortConnection()
+        transport.abortConnection()
 
 
 #: What a client over the per-client cap of page connections gets before the close.
@@ -304,11 +329,14 @@ class GuardedSite(server.Site):
     of them open per client (see :func:`rtcsvc.origin.client_key`) unless the peer is a
     trusted proxy, whose connections carry many clients and are bounded by the proxy."""
 
-    protocol = GuardedHTTPChannel
+    # Twisted types this as a maker of its h2-capable wrapper; any channel class serves.
+    protocol = GuardedHTTPChannel  # type: ignore[assignment]
 
-    def __init__(self, root, idle: float, request: float, lifetime: float = HTTP_LIFETIME,
-                 max_per_client: int | None = None, proxies=None):
-        super().__init__(root, timeout=idle, logFormatter=_access_log_line)
+    def __init__(self, root: resource.IResource, idle: float, request: float,
+                 lifetime: float = HTTP_LIFETIME,
+                 max_per_client: int | None = None, proxies: TrustedProxies | None = None):
+        super().__init__(  # type: ignore[no-untyped-call]
+            root, timeout=idle, logFormatter=_access_log_line)
         self.request_timeout = request
         self.lifetime = lifetime
         self.displayTracebacks = False
@@ -316,13 +344,14 @@ class GuardedSite(server.Site):
         self._proxies = proxies
         self._open: Counter[str] = Counter()
 
-    def buildProtocol(self, addr):
-        channel = super().buildProtocol(addr)
+    # (Twisted declares the h2-capable wrapper that `protocol` above replaces.)
+    def buildProtocol(self, addr: IAddress | None) -> GuardedHTTPChannel:  # type: ignore[override]
+        channel: GuardedHTTPChannel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         channel.requestTimeout = self.request_timeout
         channel.lifetime = self.lifetime
         return channel
 
-    def client_of(self, peer) -> str | None:
+    def client_of(self, peer: IAddress) -> str | None:
         """Whose budget a connection from ``peer`` counts against (None: no cap applies)."""
         host = getattr(peer, "host", None)
         if self._max_per_client is None or host is None:
@@ -332,7 +361,8 @@ class GuardedSite(server.Site):
         return client_key(host)
 
     def claim(self, client: str) -> bool:
-        if self._open[client] >= self._max_per_client:
+        # client_of names a client only when there is a cap.
+        if self._open[client] >= cast(int, self._max_per_client):
             return False
         self._open[client] += 1
         return True
@@ -343,17 +373,19 @@ class GuardedSite(server.Site):
             del self._open[client]
 
 
-def make_site(factory, metrics, static_dir: Path, idle: float = 60,
+def make_site(factory: SignalingFactory, metrics: Metrics, static_dir: Path, idle: float = 60,
               request: float = 10, max_per_client: int | None = None,
-              proxies=None, metrics_allow=LOOPBACK, turn_status=lambda: None) -> server.Site:
+              proxies: TrustedProxies | None = None, metrics_allow: Iterable[Network] = LOOPBACK,
+              turn_status: Callable[[], str | None] = lambda: None) -> GuardedSite:
     """The one site that serves the app, ``/ws/<room>``, ``/healthz`` and ``/metrics``."""
     readers = MetricsReaders(metrics_allow, proxies if proxies is not None else TrustedProxies())
     files = StaticFiles(str(static_dir))
-    files.putChild(b"ws", SignalingEndpoint(factory))
+    files.putChild(b"ws", SignalingEndpoint(factory))  # type: ignore[no-untyped-call]
     files.putChild(b"r", RoomPage(static_dir / "index.html"))
     files.putChild(b"healthz", Health(factory.hub, lambda: len(factory.connections), readers,
                                       turn_status))
-    files.putChild(b"metrics", Restricted(MetricsResource(registry=metrics.registry), readers))
+    files.putChild(b"metrics", Restricted(
+        MetricsResource(registry=metrics.registry), readers))  # type: ignore[no-untyped-call]
     # HSTS is set by whoever ends TLS, and only there, so a response carries it once. On
     # rtcsvc's own TLS listeners that is rtcsvc. Behind a proxy it is the proxy (the shipped
     # Apache site sets it), not rtcsvc from the forwarded scheme: the proxy also answers when
@@ -365,7 +397,7 @@ def make_site(factory, metrics, static_dir: Path, idle: float = 60,
 
 
 def make_redirect_site(https_port: int, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
-                       idle: float = 60, request: float = 10) -> server.Site:
+                       idle: float = 60, request: float = 10) -> GuardedSite:
     """Plain HTTP that only sends browsers to the HTTPS listener on ``https_port``.
 
     ``hosts`` are the names that listener answers to (the default listeners bind 127.0.0.1 and
@@ -385,11 +417,11 @@ class _ToHTTPS(resource.Resource):
     isLeaf = True
 
     def __init__(self, https_port: int, hosts: tuple[str, ...]):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._port = https_port
         self._hosts = tuple(host.lower() for host in hosts)
 
-    def render(self, request):
+    def render(self, request: server.Request) -> bytes | int:
         asked = _hostname(request.getHeader("host") or "").lower()
         host = asked if asked in self._hosts else self._hosts[0]
         port = "" if self._port == 443 else f":{self._port}"
@@ -408,7 +440,7 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0]
 
 
-def _access_log_line(timestamp, request):
+def _access_log_line(timestamp: str, request: server.Request) -> str:
     # Like the combined log format, minus the query string: resume tokens travel there.
     path = request.uri.split(b"?", 1)[0].decode("latin-1", "replace")
     peer = request.getClientAddress()
