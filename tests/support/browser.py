@@ -17,9 +17,12 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
+
+from tests.support.axe import audit_page
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -63,31 +66,39 @@ expect.set_options(timeout=15_000)
 DESKTOP = {"width": 1280, "height": 760}
 PHONE = {"width": 390, "height": 844}
 
-AXE = Path(__file__).resolve().parents[1] / "js" / "node_modules" / "axe-core" / "axe.min.js"
-
-
 def audit(page, what: str) -> None:
     """axe-core on the page as it is now: no serious or critical violation.
 
     axe is injected through the devtools protocol (``page.evaluate``), which the page's CSP does
-    not govern. It comes from npm: ``npm ci --prefix tests/js`` installs it.
+    not govern (``tests.support.axe``).
     """
-    assert AXE.exists(), f"axe-core is missing: run `npm ci --prefix tests/js` ({AXE})"
-    if not page.evaluate("() => !!window.axe"):
-        page.evaluate(AXE.read_text())
-    result = page.evaluate("""async () => {
-        const r = await window.axe.run(document, {resultTypes: ['violations']});
-        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-            nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}));
-    }""")
-    bad = [v for v in result if v["impact"] in ("serious", "critical")]
-    assert not bad, f"axe on {what}:\n" + json.dumps(bad, indent=1, ensure_ascii=False)
+    audit_page(page.evaluate, page.evaluate, what)
 
 
 def launch(playwright, *, fake_media: bool = True, extra_args=()):
     """Headless Chromium; with ``fake_media`` it has a fake camera and microphone."""
     args = [*BASE_ARGS, *(FAKE_MEDIA_ARGS if fake_media else []), *extra_args]
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+
+
+def record_sent_frames(page) -> list:
+    """A list that gets every WebSocket frame ``page`` sends from now on (its signaling)."""
+    frames: list = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
+    return frames
+
+
+def sent_messages(frames, kind: str) -> list[dict]:
+    """The JSON messages of type ``kind`` among ``frames`` (what the app told rtcsvc)."""
+    out = []
+    for payload in frames:
+        try:
+            message = json.loads(payload)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(message, dict) and message.get("type") == kind:
+            out.append(message)
+    return out
 
 
 # Every RTCPeerConnection the app makes is relay-only, and kept for the test to inspect.
@@ -132,7 +143,107 @@ async () => {
 """
 
 
-class Participant:
+VIDEO_PROGRESS = """(id) => {
+    const v = document.querySelector(`.tile[data-peer="${id}"] video`);
+    if (!v || !v.srcObject) return null;
+    return {w: v.videoWidth, h: v.videoHeight, t: v.currentTime, paused: v.paused,
+            audio: v.srcObject.getAudioTracks().map(t => t.readyState),
+            video: v.srcObject.getVideoTracks().map(t => t.readyState)};
+}"""
+
+
+class Person:
+    """What a person is in either browser (``Participant`` here, ``FirefoxPerson`` in
+    ``tests.support.firefox``): screenshots, the app's ``window.rtcsvc`` test hook read for
+    WebRTC internals no person can see, and bounded waits on it. Written once so that both
+    browsers are asked the same questions.
+
+    A subclass has ``page`` (``evaluate``, ``screenshot``, ``wait_for_timeout``) and ``name``;
+    ``_who`` and ``_state_for_error`` say who timed out and what their screen showed.
+    """
+
+    page: Any
+    name: str
+
+    def shot(self, directory: Path, name: str, *, full_page: bool = False) -> None:
+        """A screenshot of the window (or the whole scrollable page), once transitions settled."""
+        self.page.wait_for_timeout(400)
+        path = Path(directory) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
+
+    # ---- WebRTC internals, through the test hook ----
+
+    @property
+    def state(self) -> dict:
+        return self.page.evaluate("window.rtcsvc.state")
+
+    @property
+    def id(self) -> str:
+        return self.state["id"]
+
+    def peer_ids(self) -> list[str]:
+        return [p["id"] for p in self.state["peers"]]
+
+    def wait(self, expression: str, arg=None, timeout: int = WAIT_MS, what: str | None = None):
+        """Poll until the JS ``expression`` (a function of ``arg`` if given) is truthy.
+
+        Polled from Python through ``page.evaluate``: Playwright's own ``wait_for_function``
+        compiles its predicate inside the page, which the app's CSP (no 'unsafe-eval') refuses.
+        """
+        deadline = time.monotonic() + timeout / 1000
+        while True:
+            value = self.page.evaluate(expression, arg)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self._who()}: timed out after {timeout} ms waiting for "
+                    f"{what or expression.strip()[:200]}\nstate: {self._state_for_error()}"
+                )
+            time.sleep(0.1)
+
+    def _who(self) -> str:
+        return self.name or "participant"
+
+    def _state_for_error(self) -> str:
+        try:
+            state = self.page.evaluate("window.rtcsvc && window.rtcsvc.state")
+            text = self.page.evaluate("document.body.innerText")
+            return f"{state}\nscreen text: {text[:600]!r}"
+        except Exception as e:  # the page may be gone
+            return f"<unavailable: {e}>"
+
+    def wait_connected_to(self, count: int, timeout: int = WAIT_MS) -> list[str]:
+        """Wait for ``count`` peers, all connected with open data channels; their ids."""
+        self.wait(
+            """(n) => { const p = window.rtcsvc.state.peers;
+                        return p.length === n && p.every(x => x.connectionState === 'connected' && x.channelOpen); }""",
+            count, timeout, what=f"{count} connected peers",
+        )
+        return self.peer_ids()
+
+    def video_progress(self, peer_id: str) -> dict:
+        """The remote tile's video: size, currentTime and whether its tracks are live."""
+        return self.page.evaluate(VIDEO_PROGRESS, peer_id)
+
+    def wait_media_flowing(self, peer_id: str, timeout: int = WAIT_MS) -> dict:
+        """Wait until that peer's video has frames and its clock moves; returns the last sample."""
+        self.wait(
+            """(id) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
+                          return !!v && v.videoWidth > 0 && v.readyState >= 2; }""",
+            peer_id, timeout, what=f"video from {peer_id}",
+        )
+        first = self.video_progress(peer_id)
+        self.wait(
+            """([id, t0]) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
+                                return !!v && v.currentTime > t0 + 0.5; }""",
+            [peer_id, first["t"]], timeout, what=f"video from {peer_id} to advance",
+        )
+        return self.video_progress(peer_id)
+
+
+class Participant(Person):
     """One person in a call: a browser context with one page of the app."""
 
     def __init__(self, browser, base_url: str, *, name: str = "", permissions=("camera", "microphone"),
@@ -209,60 +320,7 @@ class Participant:
     def toast(self, text: str):
         return self.page.get_by_role("status").get_by_text(text)
 
-    def shot(self, directory: Path, name: str, *, full_page: bool = False) -> None:
-        """A screenshot of the window (or the whole scrollable page), once transitions settled."""
-        self.page.wait_for_timeout(400)
-        path = Path(directory) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(path), full_page=full_page)
-
-    # ---- WebRTC internals, through the test hook ----
-
-    @property
-    def state(self) -> dict:
-        return self.page.evaluate("window.rtcsvc.state")
-
-    @property
-    def id(self) -> str:
-        return self.state["id"]
-
-    def peer_ids(self) -> list[str]:
-        return [p["id"] for p in self.state["peers"]]
-
-    def wait(self, expression: str, arg=None, timeout: int = WAIT_MS, what: str | None = None):
-        """Poll until the JS ``expression`` (a function of ``arg`` if given) is truthy.
-
-        Polled from Python through ``page.evaluate``: Playwright's own ``wait_for_function``
-        compiles its predicate inside the page, which the app's CSP (no 'unsafe-eval') refuses.
-        """
-        deadline = time.monotonic() + timeout / 1000
-        while True:
-            value = self.page.evaluate(expression, arg)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{self.name or 'participant'}: timed out after {timeout} ms waiting for "
-                    f"{what or expression.strip()[:200]}\nstate: {self._state_for_error()}"
-                )
-            time.sleep(0.1)
-
-    def _state_for_error(self):
-        try:
-            state = self.page.evaluate("window.rtcsvc && window.rtcsvc.state")
-            text = self.page.evaluate("document.body.innerText")
-            return f"{state}\nscreen text: {text[:600]!r}"
-        except Exception as e:  # the page may be gone
-            return f"<unavailable: {e}>"
-
-    def wait_connected_to(self, count: int, timeout: int = WAIT_MS) -> list[str]:
-        """Wait for ``count`` peers, all connected with open data channels; their ids."""
-        self.wait(
-            """(n) => { const p = window.rtcsvc.state.peers;
-                        return p.length === n && p.every(x => x.connectionState === 'connected' && x.channelOpen); }""",
-            count, timeout,
-        )
-        return self.peer_ids()
+    # ---- WebRTC internals, through the test hook (the rest are Person's) ----
 
     def wait_peer(self, peer_id: str, predicate: str, timeout: int = WAIT_MS):
         """Wait until ``predicate`` (JS, of ``p`` = that peer's snapshot) holds."""
@@ -271,34 +329,6 @@ class Participant:
                           return !!p && ({predicate}); }}""",
             peer_id, timeout,
         )
-
-    def video_progress(self, peer_id: str) -> dict:
-        """The remote tile's video: size, currentTime and whether its tracks are live."""
-        return self.page.evaluate(
-            """(id) => {
-                const v = document.querySelector(`.tile[data-peer="${id}"] video`);
-                if (!v || !v.srcObject) return null;
-                return {w: v.videoWidth, h: v.videoHeight, t: v.currentTime, paused: v.paused,
-                        audio: v.srcObject.getAudioTracks().map(t => t.readyState),
-                        video: v.srcObject.getVideoTracks().map(t => t.readyState)};
-            }""",
-            peer_id,
-        )
-
-    def wait_media_flowing(self, peer_id: str, timeout: int = WAIT_MS) -> dict:
-        """Wait until that peer's video has frames and its clock moves; returns the last sample."""
-        self.wait(
-            """(id) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
-                          return !!v && v.videoWidth > 0 && v.readyState >= 2; }""",
-            peer_id, timeout,
-        )
-        first = self.video_progress(peer_id)
-        self.wait(
-            """([id, t0]) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
-                                return !!v && v.currentTime > t0 + 0.5; }""",
-            [peer_id, first["t"]], timeout,
-        )
-        return self.video_progress(peer_id)
 
     def screenshot(self, path: Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -352,16 +382,22 @@ def browser(playwright_driver):
 @pytest.fixture
 def people():
     """``people(browser, base_url, name=...)`` makes a Participant; all are closed at teardown."""
-    made: list[Participant] = []
+    yield from made_then_closed(Participant)
 
-    def make(browser, base_url, **kwargs) -> Participant:
-        p = Participant(browser, base_url, **kwargs)
-        made.append(p)
-        return p
+
+def made_then_closed(person_class, *first_args):
+    """The body of a fixture that makes people: yields ``make(*args, **kwargs)``, which builds
+    ``person_class(*first_args, *args, **kwargs)``; at teardown closes every one it made."""
+    made: list = []
+
+    def make(*args, **kwargs):
+        person = person_class(*first_args, *args, **kwargs)
+        made.append(person)
+        return person
 
     yield make
-    for p in made:
-        p.close()
+    for person in made:
+        person.close()
 
 
 @pytest.fixture

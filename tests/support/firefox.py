@@ -8,7 +8,8 @@ and, for screen sharing, an Xvfb display (Firefox shares a screen only when it h
 all three are stopped by PID, pass or fail.
 
 ``FirefoxPerson`` is one person in Firefox (a browser context with one page) and has the same
-face as ``tests.support.browser.Participant``: ``join``, ``button``, ``tile``, ``toast``,
+face as ``tests.support.browser.Participant`` (both are a ``Person``, whose waits and test-hook
+reads they share): ``join``, ``button``, ``tile``, ``toast``,
 ``page.get_by_role`` / ``get_by_text`` returning locators with ``click``/``fill``/``press``;
 ``see`` / ``unseen`` assert visibility for both kinds of locator. Elements are found through
 Firefox's own accessibility tree (role and exact accessible name) or by visible text; the
@@ -29,6 +30,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.axe import audit_page
+from tests.support.browser import WAIT_MS, Person, made_then_closed
+from tests.support.browser import audit as audit_in_chromium
+
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = ROOT / "tests" / "js" / "firefox-driver.mjs"
 PUPPETEER = ROOT / "tests" / "js" / "node_modules" / "puppeteer-core"
@@ -37,8 +42,6 @@ XVFB = shutil.which("Xvfb") or "/usr/bin/Xvfb"
 
 #: The Xvfb screen: what Firefox shares when a person presents.
 SCREEN = (1280, 800)
-#: Default bound of one wait, in milliseconds (as tests.support.browser.WAIT_MS).
-WAIT_MS = 30_000
 #: Bound for an assertion about what is visible (as Playwright's expect, set to 15 s there).
 SEE_MS = 15_000
 
@@ -301,7 +304,7 @@ class FirefoxPage(Locator):
         time.sleep(ms / 1000)
 
 
-class FirefoxPerson:
+class FirefoxPerson(Person):
     """One person in Firefox: a browser context with one page of the app."""
 
     browser_name = "Firefox"
@@ -348,51 +351,14 @@ class FirefoxPerson:
     def toast(self, text: str) -> Locator:
         return self.page.get_by_role("status").get_by_text(text)
 
-    def shot(self, directory: Path, name: str, *, full_page: bool = False) -> None:
-        time.sleep(0.4)
-        path = Path(directory) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(path), full_page=full_page)
+    # ---- WebRTC internals: Person's, read through the same test hook ----
 
-    # ---- WebRTC internals, through the test hook (same as Participant's) ----
+    def _who(self) -> str:
+        return f"{self.name} (Firefox)"
 
-    @property
-    def state(self) -> dict:
-        return self.page.evaluate("window.rtcsvc.state")
-
-    @property
-    def id(self) -> str:
-        return self.state["id"]
-
-    def peer_ids(self) -> list[str]:
-        return [p["id"] for p in self.state["peers"]]
-
-    def wait(self, expression: str, arg=None, timeout: int = WAIT_MS, what: str | None = None):
-        deadline = time.monotonic() + timeout / 1000
-        while True:
-            value = self.page.evaluate(expression, arg)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                screen = self.page.evaluate("document.body.innerText")[:600]
-                raise TimeoutError(f"{self.name} (Firefox): timed out after {timeout} ms waiting for "
-                                   f"{what or expression.strip()[:200]}\nstate: {self.state}\n"
-                                   f"screen text: {screen!r}")
-            time.sleep(0.1)
-
-    def wait_connected_to(self, count: int, timeout: int = WAIT_MS) -> list[str]:
-        self.wait(
-            """(n) => { const p = window.rtcsvc.state.peers;
-                        return p.length === n && p.every(x => x.connectionState === 'connected' && x.channelOpen); }""",
-            count, timeout, what=f"{count} connected peers",
-        )
-        return self.peer_ids()
-
-    def video_progress(self, peer_id: str) -> dict:
-        return self.page.evaluate(VIDEO_PROGRESS, peer_id)
-
-    def wait_media_flowing(self, peer_id: str, timeout: int = WAIT_MS) -> dict:
-        return wait_media_flowing(self, peer_id, timeout)
+    def _state_for_error(self) -> str:
+        screen = self.page.evaluate("document.body.innerText")[:600]
+        return f"{self.state}\nscreen text: {screen!r}"
 
     def close(self) -> None:
         try:
@@ -401,43 +367,17 @@ class FirefoxPerson:
             pass
 
 
-VIDEO_PROGRESS = """(id) => {
-    const v = document.querySelector(`.tile[data-peer="${id}"] video`);
-    if (!v || !v.srcObject) return null;
-    return {w: v.videoWidth, h: v.videoHeight, t: v.currentTime, paused: v.paused,
-            audio: v.srcObject.getAudioTracks().map(t => t.readyState),
-            video: v.srcObject.getVideoTracks().map(t => t.readyState)};
-}"""
-
-
 def wait_media_flowing(person, peer_id: str, timeout: int = WAIT_MS) -> dict:
     """That peer's tile shows frames and its clock moves, in either browser; the last sample."""
-    person.wait("""(id) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
-                             return !!v && v.videoWidth > 0 && v.readyState >= 2; }""",
-                peer_id, timeout, what=f"video from {peer_id}")
-    first = person.page.evaluate(VIDEO_PROGRESS, peer_id)
-    person.wait("""([id, t0]) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
-                                   return !!v && v.currentTime > t0 + 0.5; }""",
-                [peer_id, first["t"]], timeout, what=f"video from {peer_id} to advance")
-    return person.page.evaluate(VIDEO_PROGRESS, peer_id)
+    return person.wait_media_flowing(peer_id, timeout)
 
 
 def audit(person, what: str) -> None:
     """axe-core on the screen as it is (no serious or critical violation), in either browser."""
-    from tests.support import browser
-
     if not isinstance(person, FirefoxPerson):
-        browser.audit(person.page, what)
+        audit_in_chromium(person.page, what)
         return
-    if not person.page.evaluate("() => !!window.axe"):
-        person.page.run_script(browser.AXE.read_text())
-    result = person.page.evaluate("""async () => {
-        const r = await window.axe.run(document, {resultTypes: ['violations']});
-        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-            nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}));
-    }""")
-    bad = [v for v in result if v["impact"] in ("serious", "critical")]
-    assert not bad, f"axe on {what} (Firefox):\n" + json.dumps(bad, indent=1, ensure_ascii=False)
+    audit_page(person.page.evaluate, person.page.run_script, f"{what} (Firefox)")
 
 
 def see(locator, timeout: int = SEE_MS, count: int | None = None) -> None:
@@ -483,13 +423,4 @@ def firefox(tmp_path_factory):
 @pytest.fixture
 def firefox_people(firefox):
     """``firefox_people(base_url, name=...)`` makes a FirefoxPerson; all closed at teardown."""
-    made: list[FirefoxPerson] = []
-
-    def make(base_url, **kwargs) -> FirefoxPerson:
-        p = FirefoxPerson(firefox, base_url, **kwargs)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.close()
+    yield from made_then_closed(FirefoxPerson, firefox)
