@@ -5,37 +5,64 @@ token), parses frames with :mod:`rtcsvc.messages`, hands them to the hub, and wr
 hub gives back. Every Autobahn option is set in one place, :meth:`SignalingFactory.configure`,
 because Autobahn's own defaults are permissive. The wire contract is docs/protocol.md.
 
-What one client may cost is metered here: every frame it sends takes a token (pings, pongs
-and continuation fragments too, from Autobahn's ``onFrameBegin``), every byte queued for it
-counts against ``--max-send-buffer`` once it stops reading (pongs and errors too), and each
-client (an IPv4 address or an IPv6 /64) has a cap on sockets and a rate of handshakes. A
-handshake that hits a bug is refused with one log line, never a traceback.
+What one client may cost is metered here, by policies kept in their own modules so each is
+plain Python tested on a fake clock: every frame it sends takes a token
+(:mod:`rtcsvc.frame_meter`: pings, pongs and continuation fragments too, from Autobahn's
+``onFrameBegin``), every byte queued for it counts against ``--max-send-buffer`` once it stops
+reading (:mod:`rtcsvc.send_budget`: pongs and errors too), its TURN credentials against
+``--turn-mint-rate`` (:mod:`rtcsvc.ice_handout`), and each client (an IPv4 address or an IPv6
+/64) has a cap on sockets and a rate of handshakes (:mod:`rtcsvc.admission`). A handshake that
+hits a bug is refused with one log line, never a traceback.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionDeny
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet import defer
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.interfaces import (
+    IConsumer,
+    IPushProducer,
+    IReactorTime,
+    ISSLTransport,
+    ITCPTransport,
+)
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from rtcsvc import autobahn_internals, messages
-from rtcsvc.admission import Admission, Handshake, Refused
+from rtcsvc.admission import Admission, Handshake, Refused, Ticket
+from rtcsvc.frame_meter import ABUSER_FLUSH_TIMEOUT as ABUSER_FLUSH_TIMEOUT
+from rtcsvc.frame_meter import FrameMeter
 from rtcsvc.hub import (
+    IHub,
+    IMembership,
     IPeerConnection,
     IResumingHub,
+    JoinResult,
     NotResumable,
+    Refusal,
     RoomFull,
     Unavailable,
     UnknownPeer,
 )
-from rtcsvc.ratelimit import ClientBuckets, TokenBucket
+from rtcsvc.ice_handout import PROBE_SECONDS as PROBE_SECONDS
+from rtcsvc.ice_handout import IceHandout
+from rtcsvc.ratelimit import ClientBuckets
+from rtcsvc.send_budget import SendBudget
 from rtcsvc.turn import TurnMinter
+
+if TYPE_CHECKING:
+    from rtcsvc.metrics import Metrics
+    from rtcsvc.origin import OriginPolicy, TrustedProxies
+    from rtcsvc.turn import IceConfig
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_INVALID_PAYLOAD = 1007
@@ -54,9 +81,6 @@ REPORTS_PER_CLIENT_RATE = 2.0
 REPORTS_PER_CLIENT_BURST = 120
 #: More reports than this from one connection are ignored: a mesh of six needs five.
 MAX_REPORTS = 32
-#: A probe socket (the lobby's network check, docs/protocol.md "Probe sockets") lives this
-#: long at most, and so do the TURN credentials it is handed.
-PROBE_SECONDS = 120
 
 # One logger for all sockets. A Logger as a class attribute is a descriptor that builds a new
 # Logger (bound to the instance) on every `self._log` access, three times per join+leave; the
@@ -65,8 +89,6 @@ _log = Logger(namespace="rtcsvc.protocol.SignalingProtocol")
 
 
 MAX_REQUEST_HEADER = autobahn_internals.MAX_REQUEST_HEADER
-#: Seconds a socket closed for abuse has to take its close frame before it is cut.
-ABUSER_FLUSH_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -85,33 +107,39 @@ class Limits:
     room_secret: bytes | None = None
 
 
+class ISocketTransport(ITCPTransport, IConsumer):
+    """What a signaling socket needs of its transport, for the type checker: a TCP (or TLS)
+    connection that can be cut and takes a producer, as Twisted's transports are."""
+
+
+# (The ignore: Autobahn's own two base classes declare `peer` and `_transport_details` with
+# different types; mypy sees it once a class derives from theirs and another.)
 @implementer(IPeerConnection, IPushProducer)
-class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol):
+class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
+                        WebSocketServerProtocol):
     """One browser's signaling socket. Autobahn claims ``.log``; ours is the module's ``_log``."""
 
-    _member = None
-    _room = None
-    _resume_token = None
+    factory: SignalingFactory
+    transport: ISocketTransport
+
+    _member: IMembership | None = None
+    _room = ""
+    _resume_token: str | None = None
     _client = "?"
     _client_key = "?"  # what the per-client limits count: the address, or its IPv6 /64
     _superseded = False
     _kicked = False
-    _refresh = None
     _reports = 0
-    _ticket = None  # the admission's ticket, from the handshake until the close
+    _ticket: Ticket | None = None  # the admission's ticket, from the handshake until the close
     _invited = True
-    _bucket = None
-    _limited = 0  # frames refused in a row by the rate limit
-    _frame_refused = False  # the frame being read was refused by the rate limit
-    _drop_message = False  # a frame of the message being read was refused
-    _abort_call = None  # cuts a socket closed for abuse that does not take its close frame
-    _paused = False  # the transport's buffer is full: the client is not reading
-    _backlog_bytes = 0  # written while paused
     _probe = False  # ?probe=1: ICE servers for a network check, no seat
+    _meter: FrameMeter | None = None  # None: --rate-limit 0
+    _budget: SendBudget  # from onOpen
+    _handout: IceHandout | None = None  # from the welcome (or the probe's answer)
 
     # -- handshake
 
-    def processHandshake(self):
+    def processHandshake(self) -> None:
         # Autobahn buffers a request until its blank line, however long: bounded here as
         # twisted.web bounds its headers (16 KiB), before any of it is parsed. Only called
         # while the handshake is in progress.
@@ -122,7 +150,7 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
             return
         super().processHandshake()
 
-    def onConnect(self, request):
+    def onConnect(self, request: ConnectionRequest) -> None:
         factory = self.factory
         handshake = Handshake(getattr(self.transport.getPeer(), "host", ""),
                               ISSLTransport.providedBy(self.transport), request.path,
@@ -145,21 +173,21 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
         self._invited = ticket.invited
         self._resume_token = ticket.resume_token
         self._probe = request.params.get("probe") == ["1"]
-        return None
 
-    def onOpen(self):
+    def onOpen(self) -> None:
         try:
             self._open()
         except Exception as e:
             self._unexpected("opening a socket", e)
 
-    def _open(self):
+    def _open(self) -> None:
         factory = self.factory
+        limits = factory.limits
+        self._budget = SendBudget(limits.max_send_buffer)
         factory.connections.add(self)
         factory.metrics.connections.inc()
-        if factory.limits.rate > 0:
-            self._bucket = TokenBucket(factory.limits.rate, factory.limits.burst,
-                                       factory.clock.seconds())
+        if limits.rate > 0:
+            self._meter = FrameMeter(self, factory.clock, limits.rate, limits.burst)
         # We are the transport's producer, so that a client that stops reading shows up as
         # pauseProducing() instead of silent buffering. (On the site's route, twisted.web's
         # channel still is; most sockets come straight from rtcsvc.listener, with none.)
@@ -171,7 +199,10 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
         hub = factory.hub
         try:
             if self._probe and self._invited:
-                self._open_probe()
+                # The same admission as a join (origin, rates, per-client sockets, invite)
+                # and the same per-client TURN budget, but no seat.
+                self._handout = self._new_handout()
+                self._handout.for_probe(self._client_key, partial(self.sendClose, 1000))
             elif self._probe:
                 self.refused(NotResumable(self._room))
             elif self._invited:
@@ -179,13 +210,13 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
             elif self._resume_token is not None and factory.resumes_alone:
                 # The invite may have expired during the call: a live resume token is proof
                 # enough. A stale one gets NotResumable (not-invited), never a fresh seat.
-                hub.resume(self._room, self, self._resume_token)
+                IResumingHub(hub).resume(self._room, self, self._resume_token)
             else:
                 self.refused(NotResumable(self._room))
         except Exception as e:
             self._unexpected("joining a room", e)
 
-    def seated(self, result):
+    def seated(self, result: JoinResult) -> None:
         if self.state != self.STATE_OPEN:
             # The socket died while a remote hub was answering: give the seat back.
             self.factory.hub.drop(result.member)
@@ -195,21 +226,15 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
         except Exception as e:
             self._unexpected("joining a room", e)
 
-    def _welcome(self, result):
+    def _welcome(self, result: JoinResult) -> None:
         factory = self.factory
         self._member = member = result.member
-        now = factory.clock.seconds()
-        with_turn = factory.ice.has_turn and factory.turn_minter.may_mint(self._client_key, now)
-        if factory.ice.has_turn and not with_turn:
-            factory.metrics.turn_mints_refused.inc()
-        ice = factory.ice.ice_servers(member.id, now, with_turn)
+        self._handout = handout = self._new_handout()
+        ice = handout.for_seat(member.id, self._client_key)
         self.send(messages.welcome(member.id, self._room, result.peers, ice, result.token,
                                    factory.hub.max_peers, result.resumed))
         for payload in result.backlog:
             self.send(payload)
-        if with_turn:
-            self._refresh = factory.clock.callLater(factory.ice.refresh_interval,
-                                                    self._refresh_ice)
         # The event word is part of the format, not a field: one field fewer to format.
         if factory.log_sessions:
             _log.info(
@@ -217,7 +242,12 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
                 room=self._room, peer=member.id, client=self._client,
             )
 
-    def refused(self, reason):
+    def _new_handout(self) -> IceHandout:
+        factory = self.factory
+        return IceHandout(factory.ice, factory.turn_minter, factory.clock,
+                          factory.metrics.turn_mints_refused, self.send)
+
+    def refused(self, reason: Refusal) -> None:
         if isinstance(reason, NotResumable):
             self.factory.refuse("invite")
             self._kick("not-invited", "This room needs a valid, unexpired invite link.",
@@ -226,7 +256,7 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
             # A shared hub (Redis) cannot seat anyone now. 1013 is a standard code, which
             # sendClose() refuses, hence the frame.
             self._kicked = True
-            self._error("unavailable", "The service cannot seat you right now; try again.")
+            self.tell("unavailable", "The service cannot seat you right now; try again.")
             self.sendCloseFrame(CLOSE_TRY_AGAIN, b"Try again later.", isReply=False)
         elif isinstance(reason, RoomFull):
             self._kick("room-full", "This room is full.", CLOSE_ROOM_FULL,
@@ -234,56 +264,32 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
         else:
             self._unexpected("joining a room", reason)
 
-    def _open_probe(self):
-        # The same admission as a join (origin, rates, per-client sockets, invite) and the
-        # same per-client TURN budget, but no seat, and short-lived credentials.
-        factory = self.factory
-        now = factory.clock.seconds()
-        with_turn = factory.ice.has_turn and factory.turn_minter.may_mint(self._client_key, now)
-        if factory.ice.has_turn and not with_turn:
-            factory.metrics.turn_mints_refused.inc()
-        ice = replace(factory.ice, turn_ttl=min(factory.ice.turn_ttl, PROBE_SECONDS))
-        self.send(messages.probe(ice.ice_servers("probe-" + os.urandom(9).hex(), now, with_turn)))
-        self._refresh = factory.clock.callLater(PROBE_SECONDS, self.sendClose, 1000)
-
-    def _refresh_ice(self):
-        factory = self.factory
-        self.send(messages.ice_servers(
-            factory.ice.ice_servers(self._member.id, factory.clock.seconds())))
-        self._refresh = factory.clock.callLater(factory.ice.refresh_interval, self._refresh_ice)
-
     # -- frames
 
-    def onFrameBegin(self):
-        # Every frame a client sends takes a token, whatever it is: a ping, a pong or an empty
-        # continuation fragment costs us as much to parse as a message, and an answered ping
-        # costs a write. Refused data frames drop their message (onMessageEnd); refused pings
-        # go unanswered (onPing). Called for each frame header, before any of its payload.
-        bucket = self._bucket
-        if bucket is not None:
-            if bucket.take(self.factory.clock.seconds()):
-                self._limited = 0
-                self._frame_refused = False
-            else:
-                self._frame_refused = True
-                if autobahn_internals.frame_is_data(self):
-                    self._drop_message = True
-                self._rate_limited()
+    def onFrameBegin(self) -> None:
+        # Every frame a client sends takes a token, whatever it is (rtcsvc.frame_meter).
+        # Refused data frames drop their message (onMessageEnd); refused pings go unanswered
+        # (onPing). Called for each frame header, before any of its payload.
+        meter = self._meter
+        if meter is not None:
+            meter.frame_begins()
         _frame_begin(self)
 
-    def onPing(self, payload):
+    def onPing(self, payload: bytes) -> None:
         # Autobahn's answers every ping, and writes the pong whether or not the client reads.
-        if self._frame_refused or self.state != self.STATE_OPEN:
+        meter = self._meter
+        if (meter is not None and meter.frame_refused) or self.state != self.STATE_OPEN:
             return
-        if self._paused and self._over_send_buffer(len(payload) + 2):
+        if self._budget.paused and self._over_send_buffer(len(payload) + 2):
             return
-        self.sendPong(payload)
+        self.sendPong(payload)  # type: ignore[no-untyped-call]  # Autobahn: unannotated
 
-    def onMessageEnd(self):
+    def onMessageEnd(self) -> None:
         # Autobahn's version also fires its observer event "message" (a Deferred and its
         # callbacks per message) that nothing here listens to; deliver the message directly.
-        if self._drop_message:
-            self._drop_message = False  # refused by the rate limit, and told so then
+        meter = self._meter
+        if meter is not None and meter.drop_message:
+            meter.drop_message = False  # refused by the rate limit, and told so then
         elif not autobahn_internals.failed_by_me(self):
             payload, binary = autobahn_internals.take_message(self)
             if binary or _is_utf8(payload):
@@ -295,84 +301,84 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
                                     isReply=False)
         autobahn_internals.drop_message(self)
 
-    def onMessage(self, payload, isBinary):
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         member = self._member
         if member is None:
             if self._probe and not isBinary and not self._reports:
                 self._probe_message(payload)
             return  # still joining, or on the way out
         if isBinary:
-            return self._error("bad-message", "Binary frames are not part of protocol v1.")
+            return self.tell("bad-message", "Binary frames are not part of protocol v1.")
         try:
             message = messages.parse(payload)
         except messages.BadMessage as e:
-            return self._error("bad-message", str(e))
+            return self.tell("bad-message", str(e))
         if message.__class__ is messages.Signal:
             try:
                 self.factory.hub.signal(member, message.to, message.data)
             except UnknownPeer:
-                self._error("unknown-peer", "No such peer in this room.")
+                self.tell("unknown-peer", "No such peer in this room.")
         else:
             self._count(message)
 
-    def _probe_message(self, payload):
+    def _probe_message(self, payload: bytes) -> None:
         # A probe socket says one thing: its network check's verdict.
         try:
             message = messages.parse(payload)
         except messages.BadMessage as e:
-            return self._error("bad-message", str(e))
-        if message.__class__ is not messages.NetCheck:
-            return self._error("bad-message", "A probe socket only sends 'netcheck'.")
-        self._count(message)
+            return self.tell("bad-message", str(e))
+        if message.__class__ is messages.NetCheck:
+            self._count(message)
+        else:
+            self.tell("bad-message", "A probe socket only sends 'netcheck'.")
 
-    def _count(self, message):
+    def _count(self, message: messages.Signal | messages.Report | messages.NetCheck) -> None:
+        """Count a report or a netcheck in /metrics, within the socket's and the client's
+        budgets (a signal is never one: it is relayed)."""
         self._reports += 1
         factory = self.factory
         if self._reports <= MAX_REPORTS and factory.reports.take(self._client_key,
                                                                  factory.clock.seconds()):
-            if message.__class__ is messages.NetCheck:
+            if isinstance(message, messages.NetCheck):
                 factory.metrics.netchecks.labels(message.verdict, message.transport).inc()
-            else:
+            elif isinstance(message, messages.Report):
                 factory.metrics.record_report(message)
 
-    def message_too_large(self, max_size):
+    def message_too_large(self, max_size: int) -> None:
         # Called from an over-long frame's header: nothing of its payload has been buffered.
         # Say why before the 1009 close Autobahn sends.
         self._kicked = True
-        self._error("too-large", f"Messages are limited to {max_size} bytes.")
+        self.tell("too-large", f"Messages are limited to {max_size} bytes.")
 
-    def _rate_limited(self):
-        self._limited += 1
-        if self._limited == 1:
-            # One error per burst of refusals: answering every flooded message would let
-            # the flood make us write as much as it sends.
-            self._error("rate-limited", "Too many messages; slow down.")
-        elif self._limited > self.factory.limits.burst:
-            self._close_abuser()
+    # -- what the frame meter asks of the socket (rtcsvc.frame_meter.MeteredSocket)
 
-    def _close_abuser(self):
+    def frame_is_data(self) -> bool:
+        return autobahn_internals.frame_is_data(self)
+
+    def close_for_abuse(self) -> bool:
         """Close with 1008 and read nothing more: the rest of the flood is not worth parsing."""
         if self.state == self.STATE_CLOSED:
-            return
+            return False
         factory = self.factory
         self._kicked = True
         factory.metrics.errors.labels("rate-limit-close").inc()
         factory.admission.penalise(self._client_key, factory.clock.seconds())
         self.sendCloseFrame(CLOSE_POLICY, b"Rate limit exceeded.", isReply=False)
         autobahn_internals.set_unclean_reason(self, "closed with 1008 for exceeding the rate limit")
-        transport = self.transport
         # Closed state: Autobahn stops parsing what was already read, and reads no more.
-        # A client that is not reading cannot take the close frame either: cut it now, or
-        # once it has had the time a closing handshake gets.
-        self.dropConnection(abort=self._paused)
-        if not self._paused:
-            self._abort_call = factory.clock.callLater(ABUSER_FLUSH_TIMEOUT,
-                                                       transport.abortConnection)
+        # A client that is not reading cannot take the close frame either: cut it now (else
+        # the meter cuts it once it has had the time a closing handshake gets).
+        paused = self._budget.paused
+        self.dropConnection(abort=paused)
+        return not paused
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
 
     # -- IPeerConnection
 
     def send(self, payload: bytes) -> None:
-        if self._paused and self._over_send_buffer(len(payload)):
+        if self._budget.paused and self._over_send_buffer(len(payload)):
             return
         # The relay's hot path: one write of a pre-framed text frame. sendMessage() would
         # validate its arguments, consult compression (always off here), count traffic and
@@ -383,28 +389,24 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
 
     def _over_send_buffer(self, size: int) -> bool:
         """Count ``size`` more bytes queued for a client that stopped reading; past
-        ``--max-send-buffer`` drop it (it may resume and get what it missed from the hub's
-        bounded queue) rather than buffer without bound."""
-        self._backlog_bytes += size
-        if self._backlog_bytes <= self.factory.limits.max_send_buffer:
+        ``--max-send-buffer`` drop it (rtcsvc.send_budget) rather than buffer without bound."""
+        if not self._budget.over(size):
             return False
         _log.info("dropping slow reader peer={peer}", peer=self._member_id())
         self.factory.metrics.errors.labels("slow-reader").inc()
-        self._paused = False
         self.transport.abortConnection()
         return True
 
     # -- IPushProducer: the transport tells us when the client stops reading
 
-    def pauseProducing(self):
-        self._paused = True
+    def pauseProducing(self) -> None:
+        self._budget.pause()
 
-    def resumeProducing(self):
-        self._paused = False
-        self._backlog_bytes = 0
+    def resumeProducing(self) -> None:
+        self._budget.resume()
 
-    def stopProducing(self):
-        self._paused = False
+    def stopProducing(self) -> None:
+        self._budget.stop()
 
     def supersede(self) -> None:
         self._superseded = True
@@ -413,16 +415,16 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
 
     # -- leaving
 
-    def onClose(self, wasClean, code, reason):
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         factory = self.factory
         factory.connections.discard(self)
         if self._ticket is not None:
             self._ticket = None
             factory.admission.release(self._client_key)
-        if self._refresh is not None and self._refresh.active():
-            self._refresh.cancel()
-        if self._abort_call is not None and self._abort_call.active():
-            self._abort_call.cancel()
+        if self._handout is not None:
+            self._handout.stop()
+        if self._meter is not None:
+            self._meter.stop()
         member, self._member = self._member, None
         if member is None:
             return
@@ -446,10 +448,11 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
 
     # -- helpers
 
-    def _member_id(self):
-        return self._member.id if self._member is not None else "-"
+    def _member_id(self) -> str:
+        return str(self._member.id) if self._member is not None else "-"
 
-    def _error(self, code: str, text: str, **details) -> None:
+    def tell(self, code: str, text: str, **details: object) -> None:
+        """Send the client an ``error`` (counted by ``code``), if it can still be sent."""
         if self.state != self.STATE_OPEN:
             # Frames that arrived after our close (a flood closed with 1008 keeps coming in
             # the same read): sendMessage() would raise Disconnected and drop the socket
@@ -459,16 +462,16 @@ class SignalingProtocol(autobahn_internals.OversizeHook, WebSocketServerProtocol
         # Through send(): an error is bytes queued for the client like any other message.
         self.send(messages.error(code, text, **details))
 
-    def _unexpected(self, doing: str, error) -> None:
+    def _unexpected(self, doing: str, error: BaseException | Failure) -> None:
         """A bug while serving this socket: one log line, and close with 1011."""
         self.factory.unexpected(doing, self._client, error)
         self._kicked = True
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(CLOSE_INTERNAL_ERROR, b"Internal server error.", isReply=False)
 
-    def _kick(self, code: str, text: str, close_code: int, **details) -> None:
+    def _kick(self, code: str, text: str, close_code: int, **details: object) -> None:
         self._kicked = True
-        self._error(code, text, **details)
+        self.tell(code, text, **details)
         self.sendClose(close_code, text)
 
 
@@ -504,9 +507,9 @@ def _text_frame(payload: bytes) -> bytes:
 _SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
 
 
-def _where(error) -> str:
+def _where(error: BaseException | Failure) -> str:
     """Where ``error`` (an exception or a Failure) was raised: "file.py:123 in function"."""
-    tb = error.getTracebackObject() if hasattr(error, "getTracebackObject") else \
+    tb: TracebackType | None = error.getTracebackObject() if isinstance(error, Failure) else \
         error.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
@@ -516,7 +519,7 @@ def _where(error) -> str:
     return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
 
 
-def _error_name(error) -> str:
+def _error_name(error: BaseException | Failure) -> str:
     value = getattr(error, "value", error)  # a Failure's exception
     return type(value).__name__
 
@@ -524,12 +527,13 @@ def _error_name(error) -> str:
 class SignalingFactory(WebSocketServerFactory):
     """Shared state of all signaling sockets of one service."""
 
-    protocol = SignalingProtocol
+    protocol: type[WebSocketServerProtocol] = SignalingProtocol
 
-    def __init__(self, hub, *, clock, ice, origins, proxies, metrics, limits=Limits(),
+    def __init__(self, hub: IHub, *, clock: IReactorTime, ice: IceConfig, origins: OriginPolicy,
+                 proxies: TrustedProxies, metrics: Metrics, limits: Limits = Limits(),
                  log_sessions: bool = True, turn_minter: TurnMinter | None = None):
         # server=None: no "Server: AutobahnPython/x.y" banner in the handshake response.
-        super().__init__(server=None, reactor=clock)
+        super().__init__(server=None, reactor=clock)  # type: ignore[no-untyped-call]  # Autobahn
         self.hub = hub
         self.clock = clock
         self.ice = ice
@@ -552,7 +556,7 @@ class SignalingFactory(WebSocketServerFactory):
 
     def configure(self, limits: Limits) -> None:
         """Every Autobahn option that matters, set explicitly."""
-        self.setProtocolOptions(
+        self.setProtocolOptions(  # type: ignore[no-untyped-call]  # Autobahn: unannotated
             webStatus=False,  # no status page with a version on plain GETs of /ws/
             # Text messages are checked whole in onMessageEnd (_is_utf8): Autobahn's
             # byte-at-a-time validator costs 13 us per 4 KB message, str.isascii() 0.1 us.
@@ -585,21 +589,21 @@ class SignalingFactory(WebSocketServerFactory):
     def refuse(self, reason: str) -> None:
         self.metrics.refused.labels(reason).inc()
 
-    def unexpected(self, doing: str, client: str, error) -> None:
+    def unexpected(self, doing: str, client: str, error: BaseException | Failure) -> None:
         """Log a bug met while serving ``client`` as one line: no traceback, no message text
         (it could quote a token), only the exception's type and where it was raised."""
         _log.error("unexpected {error} while {doing} for {client}, at {where}",
                    error=_error_name(error), doing=doing, client=client, where=_where(error))
 
-    def shut_down(self, timeout: float = 3.0):
+    def shut_down(self, timeout: float = 3.0) -> defer.Deferred[None]:
         """Close every socket with 1001; fires when all are closed or ``timeout`` passed."""
         if not self.connections:
             return defer.succeed(None)
-        done = defer.Deferred()
+        done: defer.Deferred[None] = defer.Deferred()
         for connection in list(self.connections):
             connection.going_away()
 
-        def check():
+        def check() -> None:
             if not self.connections or self.clock.seconds() >= deadline:
                 done.callback(None)
             else:
