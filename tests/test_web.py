@@ -179,6 +179,85 @@ def test_a_connection_handed_to_the_websocket_protocol_leaves_the_cap_and_the_li
     assert not second.disconnecting
 
 
+# ---- page requests: a deadline per request, an idle timeout between them, bounded headers ----
+
+PAGE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def guarded_connection(request=10.0, idle=60.0):
+    """A page connection on a fake clock: (clock, channel, transport)."""
+    clock = MemoryReactorClock()
+    site = GuardedSite(pages.notFound(), idle=idle, request=request)
+    site.reactor = clock  # Twisted's idle timer runs on the site's reactor
+    channel, transport = open_from(site, IPv4Address("TCP", "198.51.100.7", 1000), clock)
+    return clock, channel, transport
+
+
+def drip(clock, channel, data: bytes, every: float = 1.0) -> None:
+    """Send ``data`` a byte per ``every`` seconds (slowloris), until it or the connection ends."""
+    for i in range(len(data)):
+        if channel.transport is None or channel.transport.disconnected:
+            return
+        channel.dataReceived(data[i:i + 1])
+        clock.advance(every)
+
+
+def test_a_request_dripped_a_byte_a_second_is_cut_at_the_request_deadline():
+    """Every byte is on time for an idle timer; the whole request is not on time."""
+    clock, channel, transport = guarded_connection(request=10.0, idle=60.0)
+    drip(clock, channel, PAGE_REQUEST[:9])  # 9 s: not yet
+    assert not transport.disconnecting
+    drip(clock, channel, PAGE_REQUEST[9:])
+    assert transport.disconnected and clock.seconds() == 10.0
+    assert b"HTTP/1.1" not in transport.value()  # cut, not answered
+
+
+def test_a_connection_that_sends_nothing_is_cut_at_the_request_deadline_not_the_idle_timeout():
+    """What the redirect port (a site listening on its own) does with a silent client."""
+    clock, _, transport = guarded_connection(request=10.0, idle=60.0)
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnected
+
+
+def test_a_kept_alive_connection_waits_for_its_next_request_until_the_idle_timeout():
+    """The request deadline ends with the request; between requests the idle timeout rules."""
+    clock, channel, transport = guarded_connection(request=10.0, idle=60.0)
+    channel.dataReceived(PAGE_REQUEST)
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    clock.advance(59)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+
+
+def test_the_next_request_on_a_kept_alive_connection_gets_its_own_deadline():
+    clock, channel, transport = guarded_connection(request=10.0, idle=60.0)
+    channel.dataReceived(PAGE_REQUEST)
+    clock.advance(50)  # idle, within the idle timeout
+    started = clock.seconds()
+    drip(clock, channel, PAGE_REQUEST)
+    assert transport.disconnected and clock.seconds() - started == 10.0
+    assert transport.value().count(b"HTTP/1.1 ") == 1  # the dripped one was never answered
+
+
+def test_request_headers_over_16_kib_in_all_are_refused_with_400_and_the_connection_closed():
+    """Lines of a plausible size, but too many of them: nothing is buffered past 16 KiB."""
+    _, channel, transport = guarded_connection()
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    for i in range(17):
+        channel.dataReceived(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000))
+    assert transport.value().startswith(b"HTTP/1.1 400 ")
+    assert transport.disconnecting
+
+
+def test_a_single_request_line_over_16_kib_closes_the_connection():
+    _, channel, transport = guarded_connection()
+    channel.dataReceived(b"GET /" + b"a" * 16384)  # no end of line yet
+    assert transport.disconnecting
+
+
 # ---- /metrics and /healthz: counts for the --metrics-allow networks only ----
 
 import orjson  # noqa: E402
