@@ -9,7 +9,6 @@ the shipped turnserver.conf, a caller behind a router of the profile's kind.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
@@ -21,10 +20,12 @@ from tests.support.browser import (  # noqa: F401
     Participant,
     audit,
     playwright_driver,
+    record_sent_frames,
     room,
     screenshot_dir,
+    sent_messages,
 )
-from tests.support.netns import LAYOUTS, CallNetwork, Topology, leftover_namespaces
+from tests.support.netns import LAYOUTS, CallNetwork, StrictTLS, topology  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.netmatrix]
 
@@ -52,38 +53,8 @@ PROFILES = {
 }
 
 
-class StrictTLS:
-    """New contexts check certificates (the page and TURN over TLS trust the test root only)."""
-
-    def __init__(self, browser):
-        self._browser = browser
-
-    def new_context(self, **options):
-        options["ignore_https_errors"] = False
-        return self._browser.new_context(**options)
-
-
-@pytest.fixture
-def topology(tmp_path):
-    topo = Topology(tmp_path / "net")
-    try:
-        yield topo
-    finally:
-        problems = topo.close()
-        assert not problems, problems
-        assert not [n for n in leftover_namespaces() if topo.run_id in n]
-
-
 def sent_netchecks(frames) -> list[dict]:
-    out = []
-    for payload in frames:
-        try:
-            message = json.loads(payload)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(message, dict) and message.get("type") == "netcheck":
-            out.append(message["data"])
-    return out
+    return [message["data"] for message in sent_messages(frames, "netcheck")]
 
 
 def open_room(person, room):
@@ -97,8 +68,7 @@ def open_lobby(net, playwright, kind, label, room):
     caller = net.add_caller(label, kind)
     browser = net.launch_browser(playwright, caller)
     person = Participant(StrictTLS(browser), net.site_url, name=label.title())
-    person.frames = []
-    person.page.on("websocket", lambda ws: ws.on("framesent", lambda p: person.frames.append(p)))
+    person.frames = record_sent_frames(person.page)
     open_room(person, room)
     person.shown = time.monotonic()
     return browser, person

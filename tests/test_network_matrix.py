@@ -31,9 +31,10 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from tests.support.browser import Participant, playwright_driver, room  # noqa: F401  (fixtures)
-from tests.support.netns import (LAYOUTS, PUBLIC_GATEWAY, SERVER_ADDRESS, SITE_NAME, CallNetwork,
-                                  Topology, leftover_namespaces)
+from tests.support.browser import (Participant, playwright_driver,  # noqa: F401  (fixtures)
+                                   record_sent_frames, room, sent_messages)
+from tests.support.netns import (LAYOUTS, PUBLIC_GATEWAY, SERVER_ADDRESS, SITE_NAME,  # noqa: F401
+                                  CallNetwork, StrictTLS, topology)
 from tests.support.service import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.netmatrix]
@@ -90,18 +91,6 @@ async () => {
   return out;
 }
 """
-
-
-class StrictTLS:
-    """A browser whose new contexts check certificates: ``Participant`` accepts any by default,
-    and the matrix proves the CA the browser trusts is enough (the page and TURN over TLS)."""
-
-    def __init__(self, browser):
-        self._browser = browser
-
-    def new_context(self, **options):
-        options["ignore_https_errors"] = False
-        return self._browser.new_context(**options)
 
 
 # ---- what each profile expects of a selected pair (in a layout) ----------------------------------
@@ -163,18 +152,6 @@ def profile_params():
 
 # ---- fixtures -------------------------------------------------------------------------------------
 
-@pytest.fixture
-def topology(tmp_path):
-    """Namespaces for one test; torn down by PID, then ``ip netns del``, pass or fail."""
-    topo = Topology(tmp_path / "net")
-    try:
-        yield topo
-    finally:
-        problems = topo.close()
-        assert not problems, problems
-        assert not [n for n in leftover_namespaces() if topo.run_id in n]
-
-
 class CallUnderTest:
     """Two people on a call network: Alice and Bob, each with their own browser."""
 
@@ -189,9 +166,7 @@ class CallUnderTest:
             browser = net.launch_browser(playwright, caller, proxy_credentials=proxy_credentials)
             person = Participant(StrictTLS(browser), net.site_url, name=label.title())
             person.page.add_init_script(RECORD_PEER_CONNECTIONS)
-            frames = self.sent_frames.setdefault(label, [])
-            person.page.on("websocket", lambda ws, frames=frames: ws.on(
-                "framesent", lambda payload: frames.append(payload)))
+            self.sent_frames[label] = record_sent_frames(person.page)
             self.people.append(person)
         self.alice, self.bob = self.people
 
@@ -209,6 +184,17 @@ class CallUnderTest:
             except (AssertionError, TimeoutError) as e:
                 pytest.fail(self.explain(f"{person.name} could not join: {e}\n"
                                          f"page console: {person.console[-15:]}"))
+
+    def expect_media_both_ways(self, failure: str) -> None:
+        """Alice and Bob connected to each other with video flowing both ways; else the test
+        fails with ``failure`` and the evidence."""
+        try:
+            self.alice.wait_connected_to(1, timeout=SETTLE_S * 1000)
+            self.bob.wait_connected_to(1, timeout=SETTLE_S * 1000)
+            self.alice.wait_media_flowing(self.bob.id)
+            self.bob.wait_media_flowing(self.alice.id)
+        except TimeoutError as e:
+            pytest.fail(self.explain(f"{failure}: {e}"))
 
     def pairs(self) -> dict[str, list]:
         return {p.name: p.page.evaluate(SELECTED_PAIR_KINDS) for p in self.people}
@@ -253,15 +239,7 @@ class CallUnderTest:
 
     def reports(self, label: str) -> list[dict]:
         """The call-setup telemetry (``report`` messages) this person's app sent to rtcsvc."""
-        out = []
-        for payload in self.sent_frames[label]:
-            try:
-                message = json.loads(payload)
-            except (TypeError, ValueError):
-                continue
-            if isinstance(message, dict) and message.get("type") == "report":
-                out.append(message)
-        return out
+        return sent_messages(self.sent_frames[label], "report")
 
 
 @pytest.fixture
@@ -307,13 +285,7 @@ def test_call_connects_with_the_expected_candidate_pair(call, name, layout):
     profile = PROFILES[name]
     c = call(layout, (profile.kind, profile.kind), proxy_credentials=profile.proxy_credentials)
     c.join()
-    try:
-        c.alice.wait_connected_to(1, timeout=SETTLE_S * 1000)
-        c.bob.wait_connected_to(1, timeout=SETTLE_S * 1000)
-        c.alice.wait_media_flowing(c.bob.id)
-        c.bob.wait_media_flowing(c.alice.id)
-    except TimeoutError as e:
-        pytest.fail(c.explain(f"call did not connect: {e}"))
+    c.expect_media_both_ways("call did not connect")
     c.wait_for_pairs(profile.expected)
     # The app's own telemetry agrees on the kind of path (direct / relay).
     for person in ("alice", "bob"):
@@ -521,13 +493,7 @@ def test_a_path_that_loses_large_udp_datagrams_connects_on_the_relay_only_rung(c
                 seen[name] = time.monotonic() - joined
         time.sleep(0.1)
     assert min(seen.values()) >= RELAY_RUNG_S - 2, seen  # not before the ICE restart's turn
-    try:
-        c.alice.wait_connected_to(1, timeout=SETTLE_S * 1000)
-        c.bob.wait_connected_to(1, timeout=SETTLE_S * 1000)
-        c.alice.wait_media_flowing(c.bob.id)
-        c.bob.wait_media_flowing(c.alice.id)
-    except TimeoutError as e:
-        pytest.fail(c.explain(f"the relay-only rung did not connect: {e}"))
+    c.expect_media_both_ways("the relay-only rung did not connect")
     c.wait_for_pairs(relay_over_tls_on_443)
     for person, other in ((c.alice, c.bob), (c.bob, c.alice)):
         assert tile_status(person, other) == ""  # the notice went with the problem

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import pytest
+
 from tests.support.service import ROOT, TWISTD, stop_process, wait_for
 
 #: The only networks a topology may use.
@@ -235,6 +237,21 @@ def leftover_namespaces() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX + "-")]
 
 
+@pytest.fixture
+def topology(tmp_path):
+    """Namespaces for one test; torn down by PID, then ``ip netns del``, pass or fail.
+
+    (Import it into a test module to use it.) Teardown fails the test if anything could not
+    be stopped or a namespace of this run is left."""
+    topo = Topology(tmp_path / "net")
+    try:
+        yield topo
+    finally:
+        problems = topo.close()
+        assert not problems, problems
+        assert not [n for n in leftover_namespaces() if topo.run_id in n]
+
+
 # ---- the call network: a test CA, the server side, callers behind their routers ----------
 
 DEPLOY_COTURN = ROOT / "deploy" / "coturn"
@@ -391,11 +408,7 @@ class SecondAddressLayout:
 
     def prepare_server(self, server: Netns, shipped_config: str) -> None:
         """Run turnserver.conf's own nft commands (the 443 -> coturn TLS redirect)."""
-        commands = [line.strip()[1:].strip() for line in shipped_config.splitlines()
-                    if re.match(r"#\s+nft ", line)]
-        assert len(commands) == 3, f"turnserver.conf's nft lines changed: {commands}"
-        for command in commands:
-            server.shell(command)
+        _run_shipped_nft_lines(server, shipped_config, "turnserver.conf")
 
 
 class OnePortLayout:
@@ -440,11 +453,16 @@ class OnePortLayout:
 
     def prepare_server(self, server: Netns, shipped_config: str) -> None:
         """Run turnserver-one-port.conf's own nft commands (the proxy port: loopback only)."""
-        commands = [line.strip()[1:].strip() for line in self.shipped.read_text().splitlines()
-                    if re.match(r"#\s+nft ", line)]
-        assert len(commands) == 3, f"{self.shipped.name}'s nft lines changed: {commands}"
-        for command in commands:
-            server.shell(command)
+        _run_shipped_nft_lines(server, self.shipped.read_text(), self.shipped.name)
+
+
+def _run_shipped_nft_lines(server: Netns, shipped_text: str, file_name: str) -> None:
+    """Run, in the server namespace, the three ``# nft ...`` lines a shipped file documents."""
+    commands = [line.strip()[1:].strip() for line in shipped_text.splitlines()
+                if re.match(r"#\s+nft ", line)]
+    assert len(commands) == 3, f"{file_name}'s nft lines changed: {commands}"
+    for command in commands:
+        server.shell(command)
 
 
 LAYOUTS: dict[str, type[Layout]] = {
@@ -699,6 +717,18 @@ class CallNetwork:
                 parts += [f"--- squid access log ({caller.label})", caller.proxy.access_log()]
         parts += ["--- rtcsvc (last lines)", _tail(self.rtcsvc_log, 30)]
         return "\n".join(parts)
+
+
+class StrictTLS:
+    """A browser whose new contexts check certificates: ``Participant`` accepts any by default,
+    and these tests prove the CA the browser trusts is enough (the page and TURN over TLS)."""
+
+    def __init__(self, browser):
+        self._browser = browser
+
+    def new_context(self, **options):
+        options["ignore_https_errors"] = False
+        return self._browser.new_context(**options)
 
 
 def _configure_router(caller: Caller, layout: Layout) -> None:
