@@ -44,6 +44,7 @@ from twisted.python.failure import Failure
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from rtcsvc.log_budget import LogBudget
 from rtcsvc.turn_tunnel import looks_like_stun
 
 if TYPE_CHECKING:
@@ -68,6 +69,10 @@ class SharedPortFactory(Factory["SharedPortProtocol"]):
         self.signaling = signaling
         self.clock = clock
         self.timeout = timeout
+        # Anyone can fail a TLS handshake or stall a request as often as they like: a line
+        # each, up to a bound per minute, then a count.
+        self.tls_failures = LogBudget(_log, clock, "failed TLS handshakes")
+        self.cut_slow = LogBudget(_log, clock, "connections cut at the handshake deadline")
         #: Makes a ``rtcsvc.turn_tunnel.TurnTunnel`` for a connection that speaks STUN, or
         #: None when no TURN backend is configured (such connections then go to the site).
         self.turn_tunnel = turn_tunnel
@@ -91,6 +96,8 @@ class SharedPortFactory(Factory["SharedPortProtocol"]):
     def doStop(self) -> None:
         self.signaling.doStop()
         self.site.doStop()  # type: ignore[no-untyped-call]
+        self.tls_failures.stop()
+        self.cut_slow.stop()
 
 
 @implementer(IHandshakeListener)
@@ -151,8 +158,9 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.setTimeout(None)  # type: ignore[no-untyped-call]
         if not self._tls_handshake_done and isinstance(reason.value, SSL.Error):
-            _log.info("TLS handshake with {peer} failed: {why}",
-                      peer=getattr(self.addr, "host", "?"), why=tls_failure_reason(reason.value))
+            self.factory.tls_failures.info(
+                "TLS handshake with {peer} failed: {why}",
+                peer=getattr(self.addr, "host", "?"), why=tls_failure_reason(reason.value))
         if self._inner is not None:
             inner, self._inner = self._inner, None
             inner.connectionLost(reason)
@@ -163,8 +171,9 @@ class SharedPortProtocol(Protocol, TimeoutMixin):
         if inner is not None and inner.state != inner.STATE_CONNECTING:
             return  # the signaling socket opened in time
         peer = getattr(self.addr, "host", "?")
-        _log.info("closing a connection whose request was not complete after {timeout}s "
-                  "from {peer}", timeout=self.factory.timeout, peer=peer)
+        self.factory.cut_slow.info(
+            "closing a connection whose request was not complete after {timeout}s from {peer}",
+            timeout=self.factory.timeout, peer=peer)
         self.transport.abortConnection()
 
 

@@ -380,7 +380,8 @@ def makeService(config: Options | ServiceConfig, reactor: Any = None) -> service
     site = make_site(factory, metrics, files.static, idle=idle, request=request,
                      max_per_client=settings.max_connections_per_client, proxies=proxies,
                      metrics_allow=settings.metrics_allow or LOOPBACK,
-                     turn_status=watchdog.status if watchdog is not None else lambda: None)
+                     turn_status=watchdog.status if watchdog is not None else lambda: None,
+                     clock=reactor)
     shared = SharedPortFactory(site, factory, reactor, timeout=settings.handshake_timeout,
                                turn_tunnel=_turn_tunnel(reactor, settings.turn_backend,
                                                         settings.max_connections_per_client))
@@ -389,7 +390,8 @@ def makeService(config: Options | ServiceConfig, reactor: Any = None) -> service
     listeners = list(settings.listen)
     if not listeners:
         listeners = [f"ssl:{DEFAULT_HTTPS_PORT}:interface=127.0.0.1"]
-        redirect = make_redirect_site(DEFAULT_HTTPS_PORT, idle=idle, request=request)
+        redirect = make_redirect_site(DEFAULT_HTTPS_PORT, idle=idle, request=request,
+                                      clock=reactor)
         services.append(_listener(reactor, f"tcp:{DEFAULT_HTTP_PORT}:interface=127.0.0.1",
                                   redirect, "the redirect to HTTPS"))
     services += [_listener(reactor, description, shared, "the app", settings.state_dir)

@@ -21,12 +21,13 @@ from typing import IO, TYPE_CHECKING, cast
 import orjson
 from autobahn.twisted.resource import WebSocketResource
 from prometheus_client.twisted import MetricsResource
-from twisted.internet.interfaces import IAddress, IDelayedCall, ITCPTransport
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, pages, resource, server, static
 
+from rtcsvc.log_budget import LogBudget
 from rtcsvc.origin import Network, TrustedProxies, client_key
 
 if TYPE_CHECKING:
@@ -205,6 +206,9 @@ class MetricsReaders:
 #: ``--metrics-allow``'s default: this host only.
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
+# The namespace the connection guards' lines always had.
+_log = Logger(namespace="rtcsvc.web.GuardedHTTPChannel")
+
 
 class SignalingEndpoint(WebSocketResource):
     """``/ws/<room>``: Autobahn's resource; the protocol checks the room name and origin."""
@@ -231,7 +235,6 @@ class GuardedHTTPChannel(http.HTTPChannel):
     WebSocketResource cannot upgrade an h2 stream.)
     """
 
-    _log = Logger()
     requestTimeout = 10.0
     lifetime = 300.0
     site: GuardedSite
@@ -292,8 +295,8 @@ class GuardedHTTPChannel(http.HTTPChannel):
         if self.transport is None:
             return  # taken over by the WebSocket protocol
         peer = getattr(self.transport.getPeer(), "host", "?")
-        self._log.info("closing an HTTP connection open for {lifetime}s from {peer}",
-                       lifetime=self.lifetime, peer=peer)
+        self.site.cut_old.info("closing an HTTP connection open for {lifetime}s from {peer}",
+                               lifetime=self.lifetime, peer=peer)
         self.transport.abortConnection()
 
     def _arm(self) -> None:
@@ -310,8 +313,8 @@ class GuardedHTTPChannel(http.HTTPChannel):
         self._deadline = None
         transport = cast(ITCPTransport, self.transport)  # a hand-over disarms this first
         peer = getattr(transport.getPeer(), "host", "?")
-        self._log.info("closing a request not finished in {timeout}s from {peer}",
-                       timeout=self.requestTimeout, peer=peer)
+        self.site.cut_slow.info("closing a request not finished in {timeout}s from {peer}",
+                                timeout=self.requestTimeout, peer=peer)
         transport.abortConnection()
 
 
@@ -334,9 +337,13 @@ class GuardedSite(server.Site):
 
     def __init__(self, root: resource.IResource, idle: float, request: float,
                  lifetime: float = HTTP_LIFETIME,
-                 max_per_client: int | None = None, proxies: TrustedProxies | None = None):
+                 max_per_client: int | None = None, proxies: TrustedProxies | None = None,
+                 clock: IReactorTime | None = None):
         super().__init__(  # type: ignore[no-untyped-call]
-            root, timeout=idle, logFormatter=_access_log_line)
+            root, timeout=idle, logFormatter=_access_log_line, reactor=clock)
+        # Strangers decide how many connections are cut: a line each, up to a bound.
+        self.cut_slow = LogBudget(_log, self.reactor, "requests cut for being slow")
+        self.cut_old = LogBudget(_log, self.reactor, "HTTP connections cut at their lifetime")
         self.request_timeout = request
         self.lifetime = lifetime
         self.displayTracebacks = False
@@ -350,6 +357,11 @@ class GuardedSite(server.Site):
         channel.requestTimeout = self.request_timeout
         channel.lifetime = self.lifetime
         return channel
+
+    def stopFactory(self) -> None:
+        super().stopFactory()
+        self.cut_slow.stop()
+        self.cut_old.stop()
 
     def client_of(self, peer: IAddress) -> str | None:
         """Whose budget a connection from ``peer`` counts against (None: no cap applies)."""
@@ -376,7 +388,8 @@ class GuardedSite(server.Site):
 def make_site(factory: SignalingFactory, metrics: Metrics, static_dir: Path, idle: float = 60,
               request: float = 10, max_per_client: int | None = None,
               proxies: TrustedProxies | None = None, metrics_allow: Iterable[Network] = LOOPBACK,
-              turn_status: Callable[[], str | None] = lambda: None) -> GuardedSite:
+              turn_status: Callable[[], str | None] = lambda: None,
+              clock: IReactorTime | None = None) -> GuardedSite:
     """The one site that serves the app, ``/ws/<room>``, ``/healthz`` and ``/metrics``."""
     readers = MetricsReaders(metrics_allow, proxies if proxies is not None else TrustedProxies())
     files = StaticFiles(str(static_dir))
@@ -393,18 +406,19 @@ def make_site(factory: SignalingFactory, metrics: Metrics, static_dir: Path, idl
     # different Strict-Transport-Security headers on one response were what rtcsvc plus Apache
     # sent before. The forwarded scheme therefore plays no part here.
     return GuardedSite(SecurityHeaders(files, lambda request: request.isSecure()), idle, request,
-                       max_per_client=max_per_client, proxies=proxies)
+                       max_per_client=max_per_client, proxies=proxies, clock=clock)
 
 
 def make_redirect_site(https_port: int, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
-                       idle: float = 60, request: float = 10) -> GuardedSite:
+                       idle: float = 60, request: float = 10,
+                       clock: IReactorTime | None = None) -> GuardedSite:
     """Plain HTTP that only sends browsers to the HTTPS listener on ``https_port``.
 
     ``hosts`` are the names that listener answers to (the default listeners bind 127.0.0.1 and
     the generated certificate names localhost and 127.0.0.1); the first is the fallback.
     """
     return GuardedSite(SecurityHeaders(_ToHTTPS(https_port, hosts), lambda request: False), idle,
-                       request)
+                       request, clock=clock)
 
 
 class _ToHTTPS(resource.Resource):

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from OpenSSL import SSL
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
 
 from rtcsvc.listener import SharedPortFactory
+from rtcsvc.log_budget import DEFAULT_LINES, DEFAULT_PERIOD
 from rtcsvc.protocol import SignalingProtocol
 from rtcsvc.web import GuardedHTTPChannel, make_site
 from tests.support.memws import MemoryServer
@@ -33,9 +37,9 @@ class SharedPort:
         (static_dir / "index.html").write_text("<!doctype html><title>rtcsvc</title>")
         self.server = MemoryServer()
         self.clock = self.server.clock
+        # The site's channels time out on the fake clock too.
         self.site = make_site(self.server.factory, self.server.metrics, static_dir,
-                              idle=IDLE_TIMEOUT, request=HANDSHAKE_TIMEOUT)
-        self.site.reactor = self.clock  # the site's channels time out on the fake clock too
+                              idle=IDLE_TIMEOUT, request=HANDSHAKE_TIMEOUT, clock=self.clock)
         self.factory = SharedPortFactory(self.site, self.server.factory, self.clock,
                                          timeout=HANDSHAKE_TIMEOUT)
 
@@ -125,3 +129,35 @@ def test_a_page_connection_is_left_to_the_sites_own_timers_not_the_handshake_dea
     assert not transport.disconnecting
     port.clock.advance(1)
     assert transport.disconnecting  # the site's idle timer, not an abort by the port
+
+
+# -- what strangers can make it log
+
+FLOOD = 500
+
+
+def lines_about(events, words):
+    return [text for text in map(formatEvent, events) if words in text]
+
+
+def test_a_flood_of_failed_tls_handshakes_logs_a_few_lines_then_how_many_more(port):
+    with capturedLogs() as events:
+        for _ in range(FLOOD):
+            protocol, _ = port.connect()
+            protocol.connectionLost(Failure(SSL.Error([("SSL routines", "", "unknown ca")])))
+        assert len(lines_about(events, "TLS handshake with 198.51.100.7 failed")) == DEFAULT_LINES
+        port.clock.advance(DEFAULT_PERIOD)
+    [summary] = lines_about(events, "more failed TLS handshakes")
+    assert summary == (f"{FLOOD - DEFAULT_LINES} more failed TLS handshakes were not logged "
+                       f"in the last {DEFAULT_PERIOD:g}s")
+
+
+def test_a_flood_of_connections_stalled_before_their_request_logs_a_bounded_number_of_lines(port):
+    with capturedLogs() as events:
+        for _ in range(FLOOD):
+            port.connect()
+        port.clock.advance(HANDSHAKE_TIMEOUT)
+        assert len(lines_about(events, "was not complete after")) == DEFAULT_LINES
+        port.clock.advance(DEFAULT_PERIOD)
+    [summary] = lines_about(events, "more connections cut at the handshake deadline")
+    assert summary.startswith(f"{FLOOD - DEFAULT_LINES} more")

@@ -187,8 +187,8 @@ PAGE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 def guarded_connection(request=10.0, idle=60.0):
     """A page connection on a fake clock: (clock, channel, transport)."""
     clock = MemoryReactorClock()
-    site = GuardedSite(pages.notFound(), idle=idle, request=request)
-    site.reactor = clock  # Twisted's idle timer runs on the site's reactor
+    # Twisted's idle timer runs on the site's reactor.
+    site = GuardedSite(pages.notFound(), idle=idle, request=request, clock=clock)
     channel, transport = open_from(site, IPv4Address("TCP", "198.51.100.7", 1000), clock)
     return clock, channel, transport
 
@@ -310,3 +310,21 @@ def test_healthz_tells_everyone_the_status_and_only_metrics_readers_the_counts()
     assert orjson.loads(health.render_GET(request_from("198.51.100.7"))) == {"status": "ok"}
     assert orjson.loads(health.render_GET(request_from("127.0.0.1"))) == {
         "status": "ok", "rooms": 3, "peers": 7, "connections": 11}
+
+
+def test_a_flood_of_slow_requests_logs_a_bounded_number_of_lines_then_how_many_more():
+    from twisted.logger import capturedLogs, formatEvent
+
+    from rtcsvc.log_budget import DEFAULT_LINES, DEFAULT_PERIOD
+
+    clock = MemoryReactorClock()
+    site = GuardedSite(pages.notFound(), idle=60, request=10, clock=clock)
+    with capturedLogs() as events:
+        for n in range(300):
+            open_from(site, IPv4Address("TCP", "198.51.100.7", 1000 + n), clock)
+        clock.advance(10)
+        cut = [e for e in events if "closing a request not finished" in formatEvent(e)]
+        assert len(cut) == DEFAULT_LINES
+        clock.advance(DEFAULT_PERIOD)
+    assert formatEvent(events[-1]) == (f"{300 - DEFAULT_LINES} more requests cut for being slow "
+                                       f"were not logged in the last {DEFAULT_PERIOD:g}s")
