@@ -5,6 +5,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from rtcsvc.tap import Options, makeService
+from tests.support.redis import RedisServer
 from tests.support.service import RtcsvcProcess, free_port
 
 
@@ -24,6 +25,14 @@ def rtcsvc(tmp_path):
     yield start
     for service in started:
         service.stop()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A real redis-server on a free loopback port, stopped by PID at teardown."""
+    server = RedisServer.start(tmp_path / "redis")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

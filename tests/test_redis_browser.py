@@ -10,18 +10,10 @@ from __future__ import annotations
 import pytest
 
 from tests.support.browser import browser, people, playwright_driver, room  # noqa: F401
-from tests.support.redis import RedisServer
 
 pytestmark = [
     pytest.mark.slow,
 ]
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer.start(tmp_path / "redis")
-    yield server
-    server.stop()
 
 
 def test_a_call_between_two_processes_connects_and_media_flows_both_ways(

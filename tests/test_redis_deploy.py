@@ -12,7 +12,6 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.support.apache import MODULES, ApacheProcess
-from tests.support.redis import RedisServer
 from tests.support.service import free_port
 
 pytestmark = [
@@ -22,13 +21,6 @@ pytestmark = [
 
 MODULES_NEEDED = MODULES + ("slotmem_shm", "proxy_balancer", "lbmethod_bybusyness",
                             "lbmethod_byrequests")
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer.start(tmp_path / "redis")
-    yield server
-    server.stop()
 
 
 def test_the_balancer_spreads_one_room_over_two_processes(redis, rtcsvc, tmp_path):

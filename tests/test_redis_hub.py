@@ -21,7 +21,6 @@ from rtcsvc.hub import (IHub, IResumingHub, JoinResult, NotResumable, RoomFull, 
 from rtcsvc.redis_hub import RedisHub, parse_redis_url
 from tests.support.peers import RecordingConnection as Connection
 from tests.support.peers import joining
-from tests.support.redis import RedisServer
 from tests.support.service import free_port
 
 pytestmark = [
@@ -45,13 +44,6 @@ def until(predicate, timeout=5.0, what="condition"):
     while not predicate():
         assert reactor.seconds() < deadline, f"timed out waiting for {what}"
         yield sleep(0.02)
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer.start(tmp_path / "redis")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

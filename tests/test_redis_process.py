@@ -20,7 +20,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from rtcsvc.invite import mint_room_token
-from tests.support.redis import RedisServer
 
 pytestmark = [
     pytest.mark.slow,
@@ -82,13 +81,6 @@ class Peer:
         """The network breaks: TCP goes away without a close frame (a drop, not a leave)."""
         self.ws.socket.shutdown(socket.SHUT_RDWR)
         self.ws.socket.close()
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer.start(tmp_path / "redis")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
