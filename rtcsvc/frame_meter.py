@@ -1,4 +1,4 @@
-"""What one socket's frames may cost: a token each, one word when it overdoes it, a close for a flood.
+"""What one socket's frames may cost: a token each, one word when refused, a close for a flood.
 
 Every frame a client sends costs the server a parse, and an answered ping a write, so each one
 takes a token from the socket's bucket (``--rate-limit``, ``--rate-burst``) whatever its kind:

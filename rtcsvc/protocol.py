@@ -1,9 +1,11 @@
 """The WebSocket adapter: protocol v1 frames in, hub calls out.
 
-A thin layer around :mod:`rtcsvc.hub`. It checks the handshake (room name, origin, resume
-token), parses frames with :mod:`rtcsvc.messages`, hands them to the hub, and writes what the
-hub gives back. Every Autobahn option is set in one place, :meth:`SignalingFactory.configure`,
-because Autobahn's own defaults are permissive. The wire contract is docs/protocol.md.
+A thin layer around :mod:`rtcsvc.hub`. It has the handshake judged (:mod:`rtcsvc.admission`:
+room name, origin, per-client caps, invite), reassembles and checks frames, hands each whole
+message to the socket's :class:`~rtcsvc.session.Session` (the seat's rules: join, welcome,
+relay, leave), writes what the hub gives back, and closes with the codes docs/protocol.md
+names. Every Autobahn option is set in one place, :meth:`SignalingFactory.configure`, because
+Autobahn's own defaults are permissive.
 
 What one client may cost is metered here, by policies kept in their own modules so each is
 plain Python tested on a fake clock: every frame it sends takes a token
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -44,19 +45,18 @@ from rtcsvc.frame_meter import FrameMeter
 from rtcsvc.hub import (
     IHub,
     IMembership,
-    IPeerConnection,
     IResumingHub,
     JoinResult,
     NotResumable,
     Refusal,
     RoomFull,
     Unavailable,
-    UnknownPeer,
 )
 from rtcsvc.ice_handout import PROBE_SECONDS as PROBE_SECONDS
-from rtcsvc.ice_handout import IceHandout
 from rtcsvc.ratelimit import ClientBuckets
 from rtcsvc.send_budget import SendBudget
+from rtcsvc.session import MAX_REPORTS as MAX_REPORTS
+from rtcsvc.session import ISignalingSocket, Session
 from rtcsvc.turn import TurnMinter
 
 if TYPE_CHECKING:
@@ -79,8 +79,6 @@ LEAVING = frozenset({1000, 1001, None})
 #: once, so an office behind one address is counted and one client cannot fake the metrics.
 REPORTS_PER_CLIENT_RATE = 2.0
 REPORTS_PER_CLIENT_BURST = 120
-#: More reports than this from one connection are ignored: a mesh of six needs five.
-MAX_REPORTS = 32
 
 # One logger for all sockets. A Logger as a class attribute is a descriptor that builds a new
 # Logger (bound to the instance) on every `self._log` access, three times per join+leave; the
@@ -114,7 +112,7 @@ class ISocketTransport(ITCPTransport, IConsumer):
 
 # (The ignore: Autobahn's own two base classes declare `peer` and `_transport_details` with
 # different types; mypy sees it once a class derives from theirs and another.)
-@implementer(IPeerConnection, IPushProducer)
+@implementer(ISignalingSocket, IPushProducer)
 class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
                         WebSocketServerProtocol):
     """One browser's signaling socket. Autobahn claims ``.log``; ours is the module's ``_log``."""
@@ -122,20 +120,13 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
     factory: SignalingFactory
     transport: ISocketTransport
 
-    _member: IMembership | None = None
-    _room = ""
-    _resume_token: str | None = None
     _client = "?"
     _client_key = "?"  # what the per-client limits count: the address, or its IPv6 /64
-    _superseded = False
-    _kicked = False
-    _reports = 0
+    _kicked = False  # closed by us on purpose: the peer leaves, no seat is held for it
     _ticket: Ticket | None = None  # the admission's ticket, from the handshake until the close
-    _invited = True
-    _probe = False  # ?probe=1: ICE servers for a network check, no seat
+    _session: Session  # from the handshake
     _meter: FrameMeter | None = None  # None: --rate-limit 0
     _budget: SendBudget  # from onOpen
-    _handout: IceHandout | None = None  # from the welcome (or the probe's answer)
 
     # -- handshake
 
@@ -169,10 +160,7 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         self._ticket = ticket
         self._client = ticket.client
         self._client_key = ticket.key
-        self._room = ticket.room
-        self._invited = ticket.invited
-        self._resume_token = ticket.resume_token
-        self._probe = request.params.get("probe") == ["1"]
+        self._session = Session(factory, self, ticket, request.params.get("probe") == ["1"])
 
     def onOpen(self) -> None:
         try:
@@ -193,28 +181,12 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         # channel still is; most sockets come straight from rtcsvc.listener, with none.)
         self.transport.unregisterProducer()
         self.transport.registerProducer(self, True)
-        # The hub answers through seated() or refused(): at once in memory, later from Redis.
-        # (No Deferred for an answer already there: building one and its callback chain was
-        # ~10 % of rtcsvc's own work per join.)
-        hub = factory.hub
         try:
-            if self._probe and self._invited:
-                # The same admission as a join (origin, rates, per-client sockets, invite)
-                # and the same per-client TURN budget, but no seat.
-                self._handout = self._new_handout()
-                self._handout.for_probe(self._client_key, partial(self.sendClose, 1000))
-            elif self._probe:
-                self.refused(NotResumable(self._room))
-            elif self._invited:
-                hub.join(self._room, self, self._resume_token)
-            elif self._resume_token is not None and factory.resumes_alone:
-                # The invite may have expired during the call: a live resume token is proof
-                # enough. A stale one gets NotResumable (not-invited), never a fresh seat.
-                IResumingHub(hub).resume(self._room, self, self._resume_token)
-            else:
-                self.refused(NotResumable(self._room))
+            self._session.open()
         except Exception as e:
             self._unexpected("joining a room", e)
+
+    # -- the hub's answers (IPeerConnection)
 
     def seated(self, result: JoinResult) -> None:
         if self.state != self.STATE_OPEN:
@@ -222,30 +194,9 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
             self.factory.hub.drop(result.member)
             return
         try:
-            self._welcome(result)
+            self._session.welcome(result)
         except Exception as e:
             self._unexpected("joining a room", e)
-
-    def _welcome(self, result: JoinResult) -> None:
-        factory = self.factory
-        self._member = member = result.member
-        self._handout = handout = self._new_handout()
-        ice = handout.for_seat(member.id, self._client_key)
-        self.send(messages.welcome(member.id, self._room, result.peers, ice, result.token,
-                                   factory.hub.max_peers, result.resumed))
-        for payload in result.backlog:
-            self.send(payload)
-        # The event word is part of the format, not a field: one field fewer to format.
-        if factory.log_sessions:
-            _log.info(
-                _RESUMED if result.resumed else _JOINED,
-                room=self._room, peer=member.id, client=self._client,
-            )
-
-    def _new_handout(self) -> IceHandout:
-        factory = self.factory
-        return IceHandout(factory.ice, factory.turn_minter, factory.clock,
-                          factory.metrics.turn_mints_refused, self.send)
 
     def refused(self, reason: Refusal) -> None:
         if isinstance(reason, NotResumable):
@@ -264,118 +215,9 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         else:
             self._unexpected("joining a room", reason)
 
-    # -- frames
-
-    def onFrameBegin(self) -> None:
-        # Every frame a client sends takes a token, whatever it is (rtcsvc.frame_meter).
-        # Refused data frames drop their message (onMessageEnd); refused pings go unanswered
-        # (onPing). Called for each frame header, before any of its payload.
-        meter = self._meter
-        if meter is not None:
-            meter.frame_begins()
-        _frame_begin(self)
-
-    def onPing(self, payload: bytes) -> None:
-        # Autobahn's answers every ping, and writes the pong whether or not the client reads.
-        meter = self._meter
-        if (meter is not None and meter.frame_refused) or self.state != self.STATE_OPEN:
-            return
-        if self._budget.paused and self._over_send_buffer(len(payload) + 2):
-            return
-        self.sendPong(payload)  # type: ignore[no-untyped-call]  # Autobahn: unannotated
-
-    def onMessageEnd(self) -> None:
-        # Autobahn's version also fires its observer event "message" (a Deferred and its
-        # callbacks per message) that nothing here listens to; deliver the message directly.
-        meter = self._meter
-        if meter is not None and meter.drop_message:
-            meter.drop_message = False  # refused by the rate limit, and told so then
-        elif not autobahn_internals.failed_by_me(self):
-            payload, binary = autobahn_internals.take_message(self)
-            if binary or _is_utf8(payload):
-                self.onMessage(payload, binary)
-            else:
-                # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
-                autobahn_internals.mark_failed_by_me(self)
-                self.sendCloseFrame(CLOSE_INVALID_PAYLOAD, b"Text messages must be UTF-8.",
-                                    isReply=False)
-        autobahn_internals.drop_message(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        member = self._member
-        if member is None:
-            if self._probe and not isBinary and not self._reports:
-                self._probe_message(payload)
-            return  # still joining, or on the way out
-        if isBinary:
-            return self.tell("bad-message", "Binary frames are not part of protocol v1.")
-        try:
-            message = messages.parse(payload)
-        except messages.BadMessage as e:
-            return self.tell("bad-message", str(e))
-        if message.__class__ is messages.Signal:
-            try:
-                self.factory.hub.signal(member, message.to, message.data)
-            except UnknownPeer:
-                self.tell("unknown-peer", "No such peer in this room.")
-        else:
-            self._count(message)
-
-    def _probe_message(self, payload: bytes) -> None:
-        # A probe socket says one thing: its network check's verdict.
-        try:
-            message = messages.parse(payload)
-        except messages.BadMessage as e:
-            return self.tell("bad-message", str(e))
-        if message.__class__ is messages.NetCheck:
-            self._count(message)
-        else:
-            self.tell("bad-message", "A probe socket only sends 'netcheck'.")
-
-    def _count(self, message: messages.Signal | messages.Report | messages.NetCheck) -> None:
-        """Count a report or a netcheck in /metrics, within the socket's and the client's
-        budgets (a signal is never one: it is relayed)."""
-        self._reports += 1
-        factory = self.factory
-        if self._reports <= MAX_REPORTS and factory.reports.take(self._client_key,
-                                                                 factory.clock.seconds()):
-            if isinstance(message, messages.NetCheck):
-                factory.metrics.netchecks.labels(message.verdict, message.transport).inc()
-            elif isinstance(message, messages.Report):
-                factory.metrics.record_report(message)
-
-    def message_too_large(self, max_size: int) -> None:
-        # Called from an over-long frame's header: nothing of its payload has been buffered.
-        # Say why before the 1009 close Autobahn sends.
-        self._kicked = True
-        self.tell("too-large", f"Messages are limited to {max_size} bytes.")
-
-    # -- what the frame meter asks of the socket (rtcsvc.frame_meter.MeteredSocket)
-
-    def frame_is_data(self) -> bool:
-        return autobahn_internals.frame_is_data(self)
-
-    def close_for_abuse(self) -> bool:
-        """Close with 1008 and read nothing more: the rest of the flood is not worth parsing."""
-        if self.state == self.STATE_CLOSED:
-            return False
-        factory = self.factory
-        self._kicked = True
-        factory.metrics.errors.labels("rate-limit-close").inc()
-        factory.admission.penalise(self._client_key, factory.clock.seconds())
-        self.sendCloseFrame(CLOSE_POLICY, b"Rate limit exceeded.", isReply=False)
-        autobahn_internals.set_unclean_reason(self, "closed with 1008 for exceeding the rate limit")
-        # Closed state: Autobahn stops parsing what was already read, and reads no more.
-        # A client that is not reading cannot take the close frame either: cut it now (else
-        # the meter cuts it once it has had the time a closing handshake gets).
-        paused = self._budget.paused
-        self.dropConnection(abort=paused)
-        return not paused
-
-    def abort(self) -> None:
-        self.transport.abortConnection()
-
-    # -- IPeerConnection
+    def supersede(self) -> None:
+        self._session.superseded()
+        self.sendClose(CLOSE_SUPERSEDED, "Resumed on another connection.")
 
     def send(self, payload: bytes) -> None:
         if self._budget.paused and self._over_send_buffer(len(payload)):
@@ -392,10 +234,77 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         ``--max-send-buffer`` drop it (rtcsvc.send_budget) rather than buffer without bound."""
         if not self._budget.over(size):
             return False
-        _log.info("dropping slow reader peer={peer}", peer=self._member_id())
+        member = self._session.member
+        _log.info("dropping slow reader peer={peer}",
+                  peer=member.id if member is not None else "-")
         self.factory.metrics.errors.labels("slow-reader").inc()
         self.transport.abortConnection()
         return True
+
+    # -- frames
+
+    def onFrameBegin(self) -> None:
+        # Each frame takes a token at its header, before any payload (rtcsvc.frame_meter): a
+        # refused data frame drops its message (onMessageEnd), a refused ping goes unanswered.
+        meter = self._meter
+        if meter is not None:
+            meter.frame_begins()
+        _frame_begin(self)
+
+    def onPing(self, payload: bytes) -> None:
+        # Autobahn's answers every ping, and writes the pong whether or not the client reads.
+        meter = self._meter
+        if (meter is not None and meter.frame_refused) or self.state != self.STATE_OPEN:
+            return
+        if self._budget.paused and self._over_send_buffer(len(payload) + 2):
+            return
+        self.sendPong(payload)  # type: ignore[no-untyped-call]  # Autobahn: unannotated
+
+    def onMessageEnd(self) -> None:
+        # Autobahn's version fires an observer event (a Deferred and callbacks per message)
+        # that nothing here listens to, then onMessage(); this goes straight to the session.
+        meter = self._meter
+        if meter is not None and meter.drop_message:
+            meter.drop_message = False  # refused by the rate limit, and told so then
+        elif not autobahn_internals.failed_by_me(self):
+            payload, binary = autobahn_internals.take_message(self)
+            if binary or _is_utf8(payload):
+                self._session.message(payload, binary)
+            else:
+                # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
+                autobahn_internals.mark_failed_by_me(self)
+                self.sendCloseFrame(CLOSE_INVALID_PAYLOAD, b"Text messages must be UTF-8.",
+                                    isReply=False)
+        autobahn_internals.drop_message(self)
+
+    def message_too_large(self, max_size: int) -> None:
+        # Called from an over-long frame's header: nothing of its payload has been buffered.
+        # Say why before the 1009 close Autobahn sends.
+        self._kicked = True
+        self.tell("too-large", f"Messages are limited to {max_size} bytes.")
+
+    # -- what the frame meter asks of the socket (rtcsvc.frame_meter.MeteredSocket)
+
+    frame_is_data = autobahn_internals.frame_is_data
+
+    def close_for_abuse(self) -> bool:
+        """Close with 1008 and read nothing more: the rest of the flood is not worth parsing."""
+        if self.state == self.STATE_CLOSED:
+            return False
+        factory = self.factory
+        self._kicked = True
+        factory.metrics.errors.labels("rate-limit-close").inc()
+        factory.admission.penalise(self._client_key, factory.clock.seconds())
+        self.sendCloseFrame(CLOSE_POLICY, b"Rate limit exceeded.", isReply=False)
+        autobahn_internals.set_unclean_reason(self, "closed with 1008 for exceeding the rate limit")
+        # Closed state: Autobahn parses nothing more. A client that is not reading cannot take
+        # the close frame either: cut it now (else the meter does, once the close had its time).
+        paused = self._budget.paused
+        self.dropConnection(abort=paused)
+        return not paused
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
 
     # -- IPushProducer: the transport tells us when the client stops reading
 
@@ -408,37 +317,19 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
     def stopProducing(self) -> None:
         self._budget.stop()
 
-    def supersede(self) -> None:
-        self._superseded = True
-        self._member = None
-        self.sendClose(CLOSE_SUPERSEDED, "Resumed on another connection.")
-
     # -- leaving
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         factory = self.factory
         factory.connections.discard(self)
-        if self._ticket is not None:
-            self._ticket = None
-            factory.admission.release(self._client_key)
-        if self._handout is not None:
-            self._handout.stop()
         if self._meter is not None:
             self._meter.stop()
-        member, self._member = self._member, None
-        if member is None:
-            return
-        leaving = self._kicked or (
-            wasClean and not self.closedByMe and self.remoteCloseCode in LEAVING)
-        if leaving:
-            factory.hub.leave(member)
-        else:
-            factory.hub.drop(member)
-        if factory.log_sessions:
-            _log.info(
-                _LEFT if leaving else _DROPPED,
-                room=self._room, peer=member.id, client=self._client, code=code,
-            )
+        if self._ticket is None:
+            return  # refused at the handshake: never admitted, no session
+        self._ticket = None
+        factory.admission.release(self._client_key)
+        self._session.end(self._kicked or (
+            wasClean and not self.closedByMe and self.remoteCloseCode in LEAVING), code)
 
     def going_away(self) -> None:
         """The server is stopping: close with 1001 so clients reconnect (and resume)."""
@@ -446,10 +337,15 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         # "going away" that browsers and libraries treat as "reconnect later".
         self.sendCloseFrame(CLOSE_GOING_AWAY, b"Server restarting.", isReply=False)
 
+    def finish(self) -> None:
+        self.sendClose(1000)
+
     # -- helpers
 
-    def _member_id(self) -> str:
-        return str(self._member.id) if self._member is not None else "-"
+    @property
+    def _member(self) -> IMembership | None:
+        """The seat, once the handshake is through (bench/hotpath.py reads its peer id)."""
+        return self._session.member
 
     def tell(self, code: str, text: str, **details: object) -> None:
         """Send the client an ``error`` (counted by ``code``), if it can still be sent."""
@@ -476,11 +372,6 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
 
 
 _frame_begin = autobahn_internals.frame_begin
-
-_JOINED = "joined room={room} peer={peer} client={client}"
-_RESUMED = "resumed room={room} peer={peer} client={client}"
-_LEFT = "left room={room} peer={peer} client={client} code={code}"
-_DROPPED = "dropped room={room} peer={peer} client={client} code={code}"
 
 
 def _is_utf8(data: bytes) -> bool:
