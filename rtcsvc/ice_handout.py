@@ -6,15 +6,16 @@ leak, so every hand-out goes through the per-client budget (``--turn-mint-rate``
 over it still gets the plain ICE servers, and the refusal is counted), a seated peer is sent
 fresh credentials at 80 % of their lifetime for as long as its socket lives, and a probe
 socket's credentials live no longer than the probe itself (:data:`PROBE_SECONDS`). Kept apart
-from the Autobahn adapter so the budget and the timers are plain Python on an injected clock
-(tests/test_ice_handout.py); the adapter builds the ``welcome`` around :meth:`IceHandout.for_seat`.
+from the socket and its seat so the budget and the timers are plain Python on an injected
+clock (tests/test_ice_handout.py); :mod:`rtcsvc.session` builds the ``welcome`` around
+:meth:`IceHandout.for_seat`.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -30,19 +31,32 @@ if TYPE_CHECKING:
 PROBE_SECONDS = 120
 
 
+class Recipient(Protocol):
+    """Where the servers handed out later go: the socket."""
+
+    def send(self, payload: bytes) -> None: ...
+
+
 class IceHandout:
     """The ICE servers of one socket and the one timer that follows them up."""
 
-    __slots__ = ("_ice", "_minter", "_clock", "_mints_refused", "_send", "_timer")
+    # The socket itself, not its bound send(): one object fewer per seat (docs/performance.md).
+    __slots__ = ("_ice", "_minter", "_clock", "_mints_refused", "_recipient", "_timer")
 
     def __init__(self, ice: IceConfig, minter: TurnMinter, clock: IReactorTime,
-                 mints_refused: Counter, send: Callable[[bytes], None]):
+                 mints_refused: Counter, recipient: Recipient):
         self._ice = ice
         self._minter = minter
         self._clock = clock
         self._mints_refused = mints_refused
-        self._send = send
+        self._recipient = recipient
         self._timer: IDelayedCall | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether something is still to come: whoever keeps this must :meth:`stop` it at the
+        socket's close; otherwise it may be let go (no memory held per idle seat)."""
+        return self._timer is not None and self._timer.active()
 
     def for_seat(self, peer_id: str, client_key: str) -> list[IceServer]:
         """The servers for a seated peer's ``welcome``; when they include TURN credentials,
@@ -63,7 +77,8 @@ class IceHandout:
         now = self._clock.seconds()
         with_turn = self._may_mint(client_key, now)
         ice = replace(ice, turn_ttl=min(ice.turn_ttl, PROBE_SECONDS))
-        self._send(messages.probe(ice.ice_servers("probe-" + os.urandom(9).hex(), now, with_turn)))
+        servers = ice.ice_servers("probe-" + os.urandom(9).hex(), now, with_turn)
+        self._recipient.send(messages.probe(servers))
         self._timer = self._clock.callLater(PROBE_SECONDS, expire)
 
     def stop(self) -> None:
@@ -80,5 +95,6 @@ class IceHandout:
         return False
 
     def _refresh(self, peer_id: str) -> None:
-        self._send(messages.ice_servers(self._ice.ice_servers(peer_id, self._clock.seconds())))
+        servers = self._ice.ice_servers(peer_id, self._clock.seconds())
+        self._recipient.send(messages.ice_servers(servers))
         self._timer = self._clock.callLater(self._ice.refresh_interval, self._refresh, peer_id)

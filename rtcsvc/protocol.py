@@ -126,7 +126,7 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
     _ticket: Ticket | None = None  # the admission's ticket, from the handshake until the close
     _session: Session  # from the handshake
     _meter: FrameMeter | None = None  # None: --rate-limit 0
-    _budget: SendBudget  # from onOpen
+    _budget: SendBudget | None = None  # while the client is not reading (IPushProducer)
 
     # -- handshake
 
@@ -171,7 +171,6 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
     def _open(self) -> None:
         factory = self.factory
         limits = factory.limits
-        self._budget = SendBudget(limits.max_send_buffer)
         factory.connections.add(self)
         factory.metrics.connections.inc()
         if limits.rate > 0:
@@ -220,7 +219,8 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         self.sendClose(CLOSE_SUPERSEDED, "Resumed on another connection.")
 
     def send(self, payload: bytes) -> None:
-        if self._budget.paused and self._over_send_buffer(len(payload)):
+        budget = self._budget
+        if budget is not None and self._over_send_buffer(budget, len(payload)):
             return
         # The relay's hot path: one write of a pre-framed text frame. sendMessage() would
         # validate its arguments, consult compression (always off here), count traffic and
@@ -229,11 +229,12 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         if self.state == self.STATE_OPEN:
             self.transport.write(_text_frame(payload))
 
-    def _over_send_buffer(self, size: int) -> bool:
+    def _over_send_buffer(self, budget: SendBudget, size: int) -> bool:
         """Count ``size`` more bytes queued for a client that stopped reading; past
         ``--max-send-buffer`` drop it (rtcsvc.send_budget) rather than buffer without bound."""
-        if not self._budget.over(size):
+        if not budget.over(size):
             return False
+        self._budget = None  # nothing more to count: it is being dropped
         member = self._session.member
         _log.info("dropping slow reader peer={peer}",
                   peer=member.id if member is not None else "-")
@@ -256,7 +257,8 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         meter = self._meter
         if (meter is not None and meter.frame_refused) or self.state != self.STATE_OPEN:
             return
-        if self._budget.paused and self._over_send_buffer(len(payload) + 2):
+        budget = self._budget
+        if budget is not None and self._over_send_buffer(budget, len(payload) + 2):
             return
         self.sendPong(payload)  # type: ignore[no-untyped-call]  # Autobahn: unannotated
 
@@ -299,7 +301,7 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
         autobahn_internals.set_unclean_reason(self, "closed with 1008 for exceeding the rate limit")
         # Closed state: Autobahn parses nothing more. A client that is not reading cannot take
         # the close frame either: cut it now (else the meter does, once the close had its time).
-        paused = self._budget.paused
+        paused = self._budget is not None
         self.dropConnection(abort=paused)
         return not paused
 
@@ -309,13 +311,14 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
     # -- IPushProducer: the transport tells us when the client stops reading
 
     def pauseProducing(self) -> None:
-        self._budget.pause()
+        if self._budget is None:  # a second pause keeps counting
+            self._budget = SendBudget(self.factory.limits.max_send_buffer)
 
     def resumeProducing(self) -> None:
-        self._budget.resume()
+        self._budget = None  # the client read what was queued
 
     def stopProducing(self) -> None:
-        self._budget.stop()
+        self._budget = None
 
     # -- leaving
 

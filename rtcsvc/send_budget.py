@@ -2,44 +2,27 @@
 
 A browser that stops reading (a frozen tab, a network gone dead under a live TCP connection)
 leaves the transport buffering whatever is written for it, without bound. The transport says
-so by pausing its producer, the signaling socket; from then until it resumes, every byte
-written for that client (relayed signals, pongs, errors alike) is counted here, and past the
-budget the adapter drops the client: it may resume and get what it missed from the hub's
-bounded queue. Plain Python apart from the adapter so the accounting is tested without a
-transport (tests/test_send_budget.py); the adapter keeps the relay's hot path to one attribute
-test and reaches :meth:`SendBudget.over` only while paused.
+so by pausing its producer, the signaling socket, which then holds a :class:`SendBudget` until
+the transport resumes it: every byte written for that client meanwhile (relayed signals, pongs,
+errors alike) is counted, and past the budget the socket drops the client, which may resume
+and get what it missed from the hub's bounded queue. A socket that is read holds no budget at
+all, so the relay's hot path tests one attribute and idle sockets carry nothing for it
+(docs/performance.md). Plain Python, tested without a transport (tests/test_send_budget.py).
 """
 
 from __future__ import annotations
 
 
 class SendBudget:
-    """The IPushProducer state of one socket and the bytes written while it is paused."""
+    """The bytes written for one client since it stopped reading, against the limit."""
 
-    __slots__ = ("limit", "paused", "backlog")
+    __slots__ = ("limit", "backlog")
 
     def __init__(self, limit: int):
         self.limit = limit
-        #: The transport's buffer is full: the client is not reading.
-        self.paused = False
-        self.backlog = 0  # bytes written since the pause
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
         self.backlog = 0
 
-    def stop(self) -> None:
-        self.paused = False
-
     def over(self, size: int) -> bool:
-        """Count ``size`` more bytes written while paused; whether that is past the limit.
-        Past it, the pause is forgotten: the client is being dropped and nothing more is
-        counted."""
+        """Count ``size`` more bytes; whether the backlog is now past the limit."""
         self.backlog += size
-        if self.backlog <= self.limit:
-            return False
-        self.paused = False
-        return True
+        return self.backlog > self.limit

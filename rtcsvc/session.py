@@ -100,8 +100,10 @@ class Session:
         ticket = self._ticket
         socket = self._socket
         self.member = member = result.member
-        self._handout = handout = self._new_handout()
+        handout = self._new_handout()
         ice = handout.for_seat(member.id, ticket.key)
+        if handout.pending:  # TURN credentials to refresh; else nothing to keep per seat
+            self._handout = handout
         socket.send(messages.welcome(member.id, ticket.room, result.peers, ice, result.token,
                                      self._hub.max_peers, result.resumed))
         for payload in result.backlog:
@@ -116,7 +118,7 @@ class Session:
     def _new_handout(self) -> IceHandout:
         factory = self._factory
         return IceHandout(factory.ice, factory.turn_minter, factory.clock,
-                          factory.metrics.turn_mints_refused, self._socket.send)
+                          factory.metrics.turn_mints_refused, self._socket)
 
     def message(self, payload: bytes, binary: bool) -> None:
         """A whole message from the client (its UTF-8 checked if text)."""

@@ -29,8 +29,10 @@ class Handout:
         self.sent: list[dict] = []
         self.expired = 0
         self.handout = IceHandout(ice, minter or TurnMinter(0), self.clock,
-                                  self.metrics.turn_mints_refused,
-                                  lambda payload: self.sent.append(json.loads(payload)))
+                                  self.metrics.turn_mints_refused, self)
+
+    def send(self, payload: bytes) -> None:
+        self.sent.append(json.loads(payload))
 
     def refused(self) -> float:
         return self.metrics.registry.get_sample_value("rtcsvc_turn_mints_refused_total") or 0
@@ -51,6 +53,15 @@ def test_without_turn_a_seat_gets_the_plain_servers_and_nothing_follows():
     h = Handout(IceConfig(STUN))
     assert h.handout.for_seat("peer", "client") == [{"urls": list(STUN)}]
     assert not h.clock.getDelayedCalls() and h.refused() == 0
+    assert not h.handout.pending  # nothing for the seat to keep
+
+
+def test_a_handout_with_credentials_to_refresh_is_pending_until_stopped():
+    h = Handout(with_turn())
+    h.handout.for_seat("peer", "client")
+    assert h.handout.pending
+    h.handout.stop()
+    assert not h.handout.pending
 
 
 def test_a_seat_gets_turn_credentials_for_its_own_id():

@@ -1,52 +1,58 @@
 """rtcsvc.send_budget: bytes written for a client that stopped reading, up to the limit.
 
-Pure. The adapter's side (a slow reader dropped, pongs and errors counted) is in
-tests/test_protocol_memory.py.
+The budget itself is pure; when a socket holds one (from the transport's pause to its resume)
+is the adapter's, shown here in memory (tests/support/memws). A slow reader being dropped, with
+pongs and errors counted, is in tests/test_protocol_memory.py.
 """
 
 from __future__ import annotations
 
 from rtcsvc.send_budget import SendBudget
-
-
-def test_a_socket_starts_reading():
-    budget = SendBudget(100)
-    assert not budget.paused and budget.backlog == 0
+from tests.support.memws import PING, MemoryServer, client_frame
 
 
 def test_bytes_up_to_the_limit_are_within_the_budget():
     budget = SendBudget(100)
-    budget.pause()
     assert not budget.over(60)
     assert not budget.over(40)
-    assert budget.paused
+    assert budget.backlog == 100
 
 
-def test_the_byte_past_the_limit_is_over_and_ends_the_counting():
+def test_the_byte_past_the_limit_is_over():
     budget = SendBudget(100)
-    budget.pause()
     budget.over(100)
     assert budget.over(1)
-    assert not budget.paused  # the client is being dropped: nothing more to count
 
 
-def test_resuming_forgets_what_was_queued():
-    budget = SendBudget(100)
-    budget.pause()
-    budget.over(90)
-    budget.resume()
-    assert not budget.paused and budget.backlog == 0
-    budget.pause()
-    assert not budget.over(90)
+def pings(client, n: int) -> None:
+    """``n`` pings of 125 bytes: ``n`` pongs of 127 bytes queued for the client."""
+    for _ in range(n):
+        client.send(client_frame(PING, b"p" * 125))
 
 
-def test_a_pause_that_ends_without_a_resume_keeps_counting_from_where_it_was():
-    """Only resumeProducing says the client read its backlog; a pause after a stop (or a
-    second pause) adds to what is still queued."""
-    budget = SendBudget(100)
-    budget.pause()
-    budget.over(90)
-    budget.stop()
-    assert not budget.paused
-    budget.pause()
-    assert budget.over(20)
+def test_a_client_that_reads_again_starts_from_an_empty_budget():
+    server = MemoryServer(max_send_buffer=4096)
+    client, _ = server.join()
+    client.protocol.pauseProducing()
+    pings(client, 20)  # 2540 bytes queued
+    client.protocol.resumeProducing()  # ...and read
+    client.protocol.pauseProducing()
+    pings(client, 20)
+    assert not client.transport.aborted and server.errors("slow-reader") == 0
+
+
+def test_a_second_pause_without_a_resume_keeps_counting():
+    server = MemoryServer(max_send_buffer=4096)
+    client, _ = server.join()
+    client.protocol.pauseProducing()
+    pings(client, 20)
+    client.protocol.pauseProducing()
+    pings(client, 20)
+    assert client.transport.aborted and server.errors("slow-reader") == 1
+
+
+def test_nothing_is_counted_while_the_client_reads():
+    server = MemoryServer(max_send_buffer=4096)
+    client, _ = server.join()
+    pings(client, 100)  # 12,700 bytes, read as they come
+    assert not client.transport.aborted
