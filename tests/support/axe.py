@@ -15,6 +15,18 @@ from typing import Any, Callable
 
 AXE = Path(__file__).resolve().parents[1] / "js" / "node_modules" / "axe-core" / "axe.min.js"
 
+#: Waits (3 s at most) until no finite CSS transition or animation runs: a toast fading out is
+#: half transparent for a moment, and axe would measure its contrast mid-fade. Endless ones (a
+#: pulsing indicator) are what the screen looks like at rest, and are not waited for.
+AT_REST = """async () => {
+    const deadline = performance.now() + 3000;
+    const moving = () => document.getAnimations().filter(a => a.playState === 'running'
+        && Number.isFinite(a.effect ? a.effect.getComputedTiming().endTime : Infinity));
+    while (moving().length && performance.now() < deadline) {
+        await new Promise(resolve => setTimeout(resolve, 50));
+    }
+}"""
+
 #: The violations of one axe run, each with its nodes in words.
 VIOLATIONS = """async () => {
     const r = await window.axe.run(document, {resultTypes: ['violations']});
@@ -24,7 +36,7 @@ VIOLATIONS = """async () => {
 
 
 def audit_page(evaluate: Callable[[str], Any], inject: Callable[[str], Any], what: str) -> None:
-    """Assert that axe finds no serious or critical violation on the page now.
+    """Assert that axe finds no serious or critical violation on the page, once at rest.
 
     ``evaluate(js)`` returns a JS function's value in the page; ``inject(source)`` runs a
     script's source there (axe, once per document).
@@ -32,6 +44,7 @@ def audit_page(evaluate: Callable[[str], Any], inject: Callable[[str], Any], wha
     assert AXE.exists(), f"axe-core is missing: run `npm ci --prefix tests/js` ({AXE})"
     if not evaluate("() => !!window.axe"):
         inject(AXE.read_text())
+    evaluate(AT_REST)
     result = evaluate(VIOLATIONS)
     bad = [v for v in result if v["impact"] in ("serious", "critical")]
     assert not bad, f"axe on {what}:\n" + json.dumps(bad, indent=1, ensure_ascii=False)
