@@ -38,13 +38,22 @@ class LogBudget:
 
     def info(self, format: str, **fields: Any) -> None:
         """Log ``format`` at info level if this period's budget allows, else count it."""
+        if self._spend():
+            self._log.info(format, **fields)
+
+    def warn(self, format: str, **fields: Any) -> None:
+        """Log ``format`` at warn level if this period's budget allows, else count it."""
+        if self._spend():
+            self._log.warn(format, **fields)
+
+    def _spend(self) -> bool:
         if self._period_end is None:
             self._period_end = self._clock.callLater(self._period, self._end_period)
         if self._written < self._lines:
             self._written += 1
-            self._log.info(format, **fields)
-        else:
-            self._left_out += 1
+            return True
+        self._left_out += 1
+        return False
 
     def _end_period(self) -> None:
         self._period_end = None

@@ -417,7 +417,7 @@ def _turn_tunnel(reactor: Any, description: str | None,
         endpoint = clientFromString(reactor, description)
     except Exception as e:  # a malformed endpoint string
         raise StartupError(f"--turn-backend {description}: {e}") from None
-    return TurnTunnels(endpoint.connect, description, max_per_client)
+    return TurnTunnels(endpoint.connect, description, max_per_client, reactor)
 
 
 def _listener(reactor: Any, description: str, factory: IProtocolFactory, role: str,

@@ -27,12 +27,14 @@ from twisted.internet.interfaces import (
     IProtocol,
     IProtocolFactory,
     IPushProducer,
+    IReactorTime,
     ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from rtcsvc.log_budget import LogBudget
 from rtcsvc.origin import client_key
 
 _log = Logger()
@@ -89,11 +91,14 @@ class TurnTunnels:
     """Makes the tunnels of one ``--turn-backend``, at most ``max_per_client`` open per client
     (:func:`rtcsvc.origin.client_key`): each one holds a connection to coturn too."""
 
-    def __init__(self, connect_backend: ConnectBackend, backend_name: str, max_per_client: int):
+    def __init__(self, connect_backend: ConnectBackend, backend_name: str, max_per_client: int,
+                 clock: IReactorTime):
         self._connect_backend = connect_backend
         self._backend_name = backend_name
         self._max_per_client = max_per_client
         self._open: Counter[str] = Counter()
+        # With coturn down, every caller's attempt fails: a line each, up to a bound.
+        self._failures = LogBudget(_log, clock, "TURN connections not passed to coturn")
 
     def __call__(self, addr: IAddress | None) -> TurnTunnel:
         client = client_key(getattr(addr, "host", "") or "")
@@ -102,7 +107,7 @@ class TurnTunnels:
             self._open[client] += 1
         return TurnTunnel(self._connect_backend, self._backend_name,
                           release=lambda: self._release(client) if admitted else None,
-                          admitted=admitted)
+                          admitted=admitted, failures=self._failures)
 
     def _release(self, client: str) -> None:
         self._open[client] -= 1
@@ -126,9 +131,10 @@ class TurnTunnel(Protocol):
 
     def __init__(self, connect_backend: ConnectBackend, backend_name: str,
                  release: Callable[[], None] = lambda: None,
-                 admitted: bool = True):
+                 admitted: bool = True, failures: LogBudget | None = None):
         self._connect_backend = connect_backend
         self._backend_name = backend_name
+        self._failures = failures
         self._release = release
         self._admitted = admitted
         self._early: list[bytes] = []
@@ -182,8 +188,9 @@ class TurnTunnel(Protocol):
             self.transport.loseConnection()
 
     def _backend_failed(self, failure: Failure) -> None:
-        _log.warn("cannot pass a TURN connection to {backend}: {why}",
-                  backend=self._backend_name, why=failure.getErrorMessage())
+        log = self._failures.warn if self._failures is not None else _log.warn
+        log("cannot pass a TURN connection to {backend}: {why}",
+            backend=self._backend_name, why=failure.getErrorMessage())
         if not self._closed:
             self.transport.abortConnection()
 

@@ -103,8 +103,10 @@ class Site(Factory):
 def shared_port(backend, max_per_client=10):
     signaling = Site()
     site = Site()
-    factory = SharedPortFactory(site, signaling, MemoryReactorClock(), timeout=10,
-                                turn_tunnel=TurnTunnels(backend.connect, "coturn", max_per_client))
+    clock = MemoryReactorClock()
+    factory = SharedPortFactory(site, signaling, clock, timeout=10,
+                                turn_tunnel=TurnTunnels(backend.connect, "coturn", max_per_client,
+                                                        clock))
     return factory
 
 
@@ -164,6 +166,25 @@ def test_coturn_unreachable_aborts_the_caller_with_one_log_line():
     assert caller_transport.disconnected or caller_transport.disconnecting
     lines = [e for e in events if e.get("log_namespace") == "rtcsvc.turn_tunnel"]
     assert len(lines) == 1 and lines[0]["backend"] == "coturn"
+
+
+def test_with_coturn_down_a_flood_of_callers_logs_a_bounded_number_of_lines():
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.logger import capturedLogs, formatEvent
+
+    from rtcsvc.log_budget import DEFAULT_LINES, DEFAULT_PERIOD
+
+    backend = Backend()
+    factory = shared_port(backend, max_per_client=1000)
+    with capturedLogs() as events:
+        for _ in range(300):
+            caller, _ = connect_caller(factory)
+            caller.dataReceived(STUN)
+            backend.pending[-1][1].errback(ConnectionRefusedError())
+        assert len([e for e in events if e.get("backend") == "coturn"]) == DEFAULT_LINES
+        factory.clock.advance(DEFAULT_PERIOD)
+    assert formatEvent(events[-1]).startswith(
+        f"{300 - DEFAULT_LINES} more TURN connections not passed to coturn were not logged")
 
 
 def test_http_still_goes_to_the_site_when_a_turn_backend_is_set():
