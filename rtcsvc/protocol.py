@@ -53,6 +53,7 @@ from rtcsvc.hub import (
     Unavailable,
 )
 from rtcsvc.ice_handout import PROBE_SECONDS as PROBE_SECONDS
+from rtcsvc.log_budget import LogBudget
 from rtcsvc.ratelimit import ClientBuckets
 from rtcsvc.send_budget import SendBudget
 from rtcsvc.session import MAX_REPORTS as MAX_REPORTS
@@ -236,8 +237,8 @@ class SignalingProtocol(autobahn_internals.OversizeHook,  # type: ignore[misc]
             return False
         self._budget = None  # nothing more to count: it is being dropped
         member = self._session.member
-        _log.info("dropping slow reader peer={peer}",
-                  peer=member.id if member is not None else "-")
+        self.factory.slow_readers.info("dropping slow reader peer={peer}",
+                                       peer=member.id if member is not None else "-")
         self.factory.metrics.errors.labels("slow-reader").inc()
         self.transport.abortConnection()
         return True
@@ -446,6 +447,8 @@ class SignalingFactory(WebSocketServerFactory):
                                    limits.room_secret)
         #: Whether a resume token alone may resume (the hub can resume without seating).
         self.resumes_alone = IResumingHub.providedBy(hub)
+        #: Clients can make themselves slow readers at will: a line each, up to a bound.
+        self.slow_readers = LogBudget(_log, clock, "slow readers dropped")
         self.configure(limits)
 
     def configure(self, limits: Limits) -> None:
@@ -491,6 +494,7 @@ class SignalingFactory(WebSocketServerFactory):
 
     def shut_down(self, timeout: float = 3.0) -> defer.Deferred[None]:
         """Close every socket with 1001; fires when all are closed or ``timeout`` passed."""
+        self.slow_readers.stop()
         if not self.connections:
             return defer.succeed(None)
         done: defer.Deferred[None] = defer.Deferred()

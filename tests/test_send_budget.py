@@ -56,3 +56,22 @@ def test_nothing_is_counted_while_the_client_reads():
     client, _ = server.join()
     pings(client, 100)  # 12,700 bytes, read as they come
     assert not client.transport.aborted
+
+
+def test_a_crowd_of_slow_readers_is_dropped_with_a_bounded_number_of_log_lines():
+    from twisted.logger import capturedLogs, formatEvent
+
+    from rtcsvc.log_budget import DEFAULT_LINES, DEFAULT_PERIOD
+
+    server = MemoryServer(max_send_buffer=4096, handshake_rate=0, max_per_client=1000)
+    crowd = 60
+    with capturedLogs() as events:
+        for n in range(crowd):
+            client, _ = server.join(f"room{n}")
+            client.protocol.pauseProducing()
+            pings(client, 40)
+        assert server.errors("slow-reader") == crowd  # every one is dropped all the same
+        assert len([e for e in events if "dropping slow reader" in formatEvent(e)]) == DEFAULT_LINES
+        server.clock.advance(DEFAULT_PERIOD)
+    assert formatEvent(events[-1]).startswith(
+        f"{crowd - DEFAULT_LINES} more slow readers dropped were not logged")
