@@ -193,6 +193,15 @@ def test_a_bad_service_option_is_a_one_line_usage_error_naming_it(capsys, tmp_pa
     assert "nothing to check" in capsys.readouterr().err
 
 
+def test_a_secret_file_it_cannot_read_is_a_usage_error_naming_the_option(capsys, tmp_path):
+    absent = tmp_path / "absent"
+    assert check.main(["--turn-url", "turn:t:3478", "--turn-secret-file", str(absent)]) == \
+        check.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == f"rtcsvc-check: error: --turn-secret-file: cannot read {absent}: " \
+                  "No such file or directory"
+
+
 def test_the_exit_status_is_the_worst_verdict():
     results = [Result("a", "t", PASS, "ok")]
     assert worst(results) == PASS and check.EXIT_CODES[worst(results)] == 0
