@@ -234,7 +234,7 @@ export class PeerChannels extends EventTarget {
       if (this[key]) {
         const id = this[key].id;
         this[key] = null;
-        this._emit("file-failed", { id, reason: "connection closed" });
+        this._emit("file-failed", { id, reason: "connection closed", closed: true });
       }
     }
     if (this.outgoing) this.outgoing.answer("closed");
@@ -247,10 +247,15 @@ export class PeerChannels extends EventTarget {
    * Queue `file` for this peer: offer it, and once the receiver accepts, send its bytes.
    * `onStatus({state, sent})` tells the sender's card: "waiting" (for the receiver to
    * accept), then "sending" with the bytes gone out. Resolves {state: "delivered" |
-   * "declined" | "failed", reason}.
+   * "declined" | "failed", reason, closed}; `closed` when it failed because the channel
+   * closed under it (the connection went or was replaced: retry.js may send it again).
    */
   sendFile(file, id, onStatus) {
-    const run = () => this._sendFile(file, id, onStatus).catch((err) => ({ state: "failed", reason: String(err.message || err) }));
+    const run = () => this._sendFile(file, id, onStatus)
+      .catch((err) => ({ state: "failed", reason: String(err.message || err) }))
+      // "closing" counts too: a send can fail before the channel's close event has come.
+      .then((r) => (r.state === "failed" && (this.closed || this.files.readyState !== "open")
+        ? { ...r, reason: "connection closed", closed: true } : r));
     const p = this.queue.then(run, run);
     this.queue = p;
     return p;

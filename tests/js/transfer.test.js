@@ -145,3 +145,45 @@ test("a decline's reason is one of ours or plain 'declined'", () => {
   assert.equal(declineReason("<img src=x>"), "declined");
   assert.equal(declineReason(undefined), "declined");
 });
+
+function closeChannels(files) {
+  files.readyState = "closed";
+  files.dispatchEvent(new Event("close"));
+}
+
+test("a file whose channel closes mid-send fails as closed (it may be sent again); a decline does not", async () => {
+  const file = new File([new Uint8Array(40000)], "big.bin");
+  const a = fakePeer();
+  const cut = a.ch.sendFile(file, "f1", () => {});
+  await new Promise((r) => setTimeout(r, 0));
+  a.files.deliver({ t: "file-accept", id: "f1" });
+  await new Promise((r) => setTimeout(r, 10));
+  closeChannels(a.files);
+  assert.deepEqual(await cut, { state: "failed", reason: "connection closed", closed: true });
+
+  const b = fakePeer();
+  const declined = b.ch.sendFile(file, "f2", () => {});
+  await new Promise((r) => setTimeout(r, 0));
+  b.files.deliver({ t: "file-decline", id: "f2", reason: "declined" });
+  assert.deepEqual(await declined, { state: "declined", reason: "declined" });
+
+  const c = fakePeer();
+  const aborted = c.ch.sendFile(file, "f3", () => {});
+  await new Promise((r) => setTimeout(r, 0));
+  c.files.deliver({ t: "file-accept", id: "f3" });
+  await new Promise((r) => setTimeout(r, 0));
+  c.files.deliver({ t: "file-abort", id: "f3" });
+  const r = await aborted;
+  assert.equal(r.state, "failed");
+  assert.equal(r.closed, undefined);
+});
+
+test("an arriving file cut by a closed channel is reported as closed and its bytes are dropped", () => {
+  const { ch, files, events } = fakePeer();
+  files.deliver({ t: "file", id: "f1", name: "a", size: 10 });
+  ch.acceptFile("f1");
+  files.deliver(new Uint8Array(4).buffer);
+  closeChannels(files);
+  assert.deepEqual(events.at(-1), { event: "file-failed", id: "f1", reason: "connection closed", closed: true });
+  assert.equal(ch.incoming, null);
+});
