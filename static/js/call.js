@@ -25,6 +25,7 @@ import { PeerLink } from "./peer.js";
 import { newTransferId, MAX_FILE_SIZE } from "./transfer.js";
 import { Intake, LIMITS, cleanName, overflow } from "./intake.js";
 import { resetReportBudget } from "./report.js";
+import { interruption, canSendAgain, sendAgainTo } from "./retry.js";
 
 export function shortId(id) {
   return String(id || "").replace(/[^A-Za-z0-9]/g, "").slice(0, 6) || "peer";
@@ -190,6 +191,7 @@ export class Call extends EventTarget {
     ch.addEventListener("open", () => {
       ch.sendJson({ t: "hello", ...this._myState() });
       this._emitPeer("peer-state", id);
+      this._channelsOpened(id);
     });
     ch.addEventListener("state", (ev) => {
       this.info.set(id, { ...this.info.get(id), ...ev.detail });
@@ -199,7 +201,7 @@ export class Call extends EventTarget {
     ch.addEventListener("file-offer", (ev) => this._incomingOffer(id, ev.detail));
     ch.addEventListener("file-progress", (ev) => this._incomingProgress(id, ev.detail));
     ch.addEventListener("file-complete", (ev) => this._incomingDone(id, ev.detail));
-    ch.addEventListener("file-failed", (ev) => this._incomingFailed(id, ev.detail.id, ev.detail.reason));
+    ch.addEventListener("file-failed", (ev) => this._incomingFailed(id, ev.detail.id, ev.detail.reason, !!ev.detail.closed));
     this._emitPeer("peer-added", id);
     return link;
   }
@@ -212,6 +214,7 @@ export class Call extends EventTarget {
     link.close(); // its waiting or arriving files fail ("connection closed")
     this.info.delete(id);
     this.intake.forget(id);
+    this._partsLeft(id);
     this._emit("peer-removed", { id, quiet });
     this._emitMembership();
   }
@@ -338,16 +341,20 @@ export class Call extends EventTarget {
 
   /**
    * Offer `file` to everyone here. The transfer: {key, id, direction: "out", name, size, type,
-   * progress, done, failed, peers: [{id, name, state: "waiting" | "sending" | "delivered" |
-   * "declined" | "failed", reason, sent}]}.
+   * progress, done, failed, file, peers: [{id, name, state: "waiting" | "sending" |
+   * "reconnecting" | "delivered" | "declined" | "failed", reason, sent, interrupted, attempt}]}.
+   * A part the connection interrupted (`interrupted`, retry.js) can be sent again while its
+   * peer is in the call; `file` is kept only as long as some part can.
    */
   sendFile(file) {
     const targets = [...this.links.values()];
     const id = newTransferId();
     const t = {
       key: `out:${id}`, id, direction: "out", name: file.name, size: file.size, type: file.type,
-      progress: 0, done: false, failed: null,
-      peers: targets.map((l) => ({ id: l.id, name: this.displayName(l.id), state: "waiting", reason: null, sent: 0 })),
+      progress: 0, done: false, failed: null, file,
+      peers: targets.map((l) => ({
+        id: l.id, name: this.displayName(l.id), state: "waiting", reason: null, sent: 0, interrupted: null, attempt: null,
+      })),
     };
     this._addTransfer(t);
     if (file.size > MAX_FILE_SIZE) {
@@ -355,37 +362,128 @@ export class Call extends EventTarget {
     } else if (targets.length === 0) {
       t.failed = "nobody to send to";
     }
-    if (t.failed) t.done = true;
+    if (t.failed) {
+      t.done = true;
+      t.file = null;
+    }
     this._emit("transfer", { transfer: t });
     if (t.failed) return t;
-    const total = file.size * targets.length || 1;
-    const update = () => {
-      const sum = t.peers.reduce((a, p) => a + p.sent, 0);
-      t.progress = file.size === 0 ? 0 : sum / total;
-      this._emit("transfer", { transfer: t });
-    };
-    Promise.all(
-      targets.map((link, i) => {
-        const who = t.peers[i];
-        return link.channels.sendFile(file, id, ({ state, sent }) => {
-          who.state = state;
-          who.sent = sent;
-          update();
-        }).then((result) => {
-          who.state = result.state;
-          who.reason = result.reason || null;
-          if (result.state === "delivered") who.sent = file.size;
-          update();
-        });
-      }),
-    ).then(() => {
+    for (const who of t.peers) this._sendPart(t, who, id);
+    return t;
+  }
+
+  /**
+   * Send `t`'s file to one of its receivers (`who`, one of `t.peers`) as `wireId`: the
+   * transfer's id the first time, a new one when it is sent again (a receiver refuses an id
+   * it has seen). A part whose connection is down waits ("reconnecting") until its channels
+   * open again (_channelsOpened).
+   */
+  _sendPart(t, who, wireId = newTransferId()) {
+    const link = this.links.get(who.id);
+    who.sent = 0;
+    who.reason = null;
+    who.interrupted = null;
+    if (!link) {
+      Object.assign(who, { state: "failed", reason: "connection closed", interrupted: "left", attempt: null });
+      this._settleOut(t);
+      return;
+    }
+    if (link.channels.closed) {
+      who.state = "reconnecting";
+      who.attempt = null;
+      this._progressOut(t);
+      return;
+    }
+    who.state = "waiting";
+    who.attempt = wireId;
+    this._progressOut(t);
+    link.channels.sendFile(t.file, wireId, ({ state, sent }) => {
+      if (who.attempt !== wireId) return;
+      who.state = state;
+      who.sent = sent;
+      this._progressOut(t);
+    }).then((result) => {
+      if (who.attempt !== wireId) return;
+      who.attempt = null;
+      who.state = result.state;
+      who.reason = result.reason || null;
+      if (result.state === "delivered") who.sent = t.size;
+      const now = this.links.get(who.id);
+      who.interrupted = interruption(result, { present: now === link, replaced: now === link && !link.channels.closed });
+      this._settleOut(t);
+    });
+  }
+
+  _progressOut(t) {
+    const total = t.size * t.peers.length || 1;
+    const sum = t.peers.reduce((a, p) => a + p.sent, 0);
+    t.progress = t.size === 0 ? 0 : sum / total;
+    this._emit("transfer", { transfer: t });
+  }
+
+  /** A part of `t` ended: once none is going, the transfer is done. */
+  _settleOut(t) {
+    const going = t.peers.some((p) => ["waiting", "sending", "reconnecting"].includes(p.state));
+    if (!going) {
       t.done = true;
+      t.failed = null;
       const delivered = t.peers.filter((p) => p.state === "delivered").length;
       if (delivered === t.peers.length) t.progress = 1;
       else if (delivered === 0 && t.peers.some((p) => p.state === "failed")) t.failed = "not delivered";
-      this._emit("transfer", { transfer: t });
-    });
-    return t;
+      // The file is kept only while it can still be sent again.
+      if (!sendAgainTo(t).length) t.file = null;
+    }
+    this._progressOut(t);
+  }
+
+  /** The person pressed "Send again" on an outgoing card: the interrupted parts start over. */
+  _sendAgain(t) {
+    const ids = sendAgainTo(t);
+    if (!ids.length || !t.file) return;
+    t.done = false;
+    t.failed = null;
+    for (const who of t.peers) if (ids.includes(who.id)) who.sent = 0;
+    for (const who of t.peers) if (ids.includes(who.id)) this._sendPart(t, who);
+  }
+
+  /**
+   * The data channels to `peer` opened (again): the parts waiting for them are sent, and an
+   * interruption that said "closed" now knows the connection was replaced.
+   */
+  _channelsOpened(peer) {
+    for (const t of [...this.transfers]) {
+      let changed = false;
+      if (t.direction === "out") {
+        for (const who of t.peers) {
+          if (who.id !== peer) continue;
+          if (who.state === "reconnecting") this._sendPart(t, who);
+          else if (who.state === "failed" && who.interrupted === "closed") {
+            who.interrupted = "replaced";
+            changed = true;
+          }
+        }
+      } else if (t.from === peer && t.state === "failed" && t.interrupted === "closed") {
+        t.interrupted = "replaced";
+        changed = true;
+      }
+      if (changed) this._emit("transfer", { transfer: t });
+    }
+  }
+
+  /** `peer` left: nothing of ours is sent to it again. */
+  _partsLeft(peer) {
+    for (const t of this.transfers) {
+      if (t.direction !== "out") continue;
+      let changed = false;
+      for (const who of t.peers) {
+        if (who.id !== peer) continue;
+        if (who.state === "reconnecting" || canSendAgain(who)) {
+          Object.assign(who, { state: "failed", reason: who.reason || "connection closed", interrupted: "left", attempt: null });
+          changed = true;
+        }
+      }
+      if (changed) this._settleOut(t);
+    }
   }
 
   _addTransfer(t) {
@@ -408,7 +506,7 @@ export class Call extends EventTarget {
   /**
    * Another peer offers a file. The transfer: {key, id, direction: "in", from, fromName, name,
    * size, type, state: "offered" | "refused" | "declined" | "receiving" | "received" | "saved" |
-   * "failed" | "expired", reason, progress, url, blob}.
+   * "failed" | "expired", reason, progress, url, blob, interrupted, interruptedWhile}.
    */
   _incomingOffer(from, offer) {
     const link = this.links.get(from);
@@ -444,11 +542,16 @@ export class Call extends EventTarget {
 
   /**
    * The person's answer on an incoming file's card: "accept", "decline", "saved" (the
-   * Download link was used: the file is freed shortly after), "dismiss" (the card goes).
+   * Download link was used: the file is freed shortly after), "dismiss" (the card goes);
+   * on an outgoing file's card, "send-again" (retry.js says to whom).
    * False when this call has no such transfer.
    */
   answerTransfer(key, action) {
     const t = this.transferIndex.get(key);
+    if (t && t.direction === "out" && action === "send-again") {
+      this._sendAgain(t);
+      return true;
+    }
     if (!t || t.direction !== "in") return false;
     const link = this.links.get(t.from);
     if (action === "accept" && t.state === "offered") {
@@ -508,10 +611,20 @@ export class Call extends EventTarget {
     this._emit("transfer", { transfer: t });
   }
 
-  _incomingFailed(from, id, reason) {
+  /**
+   * An offered or arriving file of `from` failed; `closed` when its channel closed under it
+   * (the bytes received so far are gone with PeerChannels' entry; its allowance is freed here).
+   */
+  _incomingFailed(from, id, reason, closed = false) {
     const t = this._incoming(from, id);
     if (!t || (t.state !== "offered" && t.state !== "receiving")) return;
     this._freeFile(t);
+    const link = this.links.get(from);
+    t.interrupted = interruption({ state: "failed", closed }, { present: !!link, replaced: !!link && !link.channels.closed });
+    if (t.interrupted) {
+      t.interruptedWhile = t.state;
+      t.progress = 0;
+    }
     t.state = "failed";
     t.reason = reason || "failed";
     this._emit("transfer", { transfer: t });

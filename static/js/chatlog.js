@@ -2,11 +2,12 @@
 // untrusted and only ever set as text. A file card is keyed by the transfer's key (its
 // direction, for incoming files its sender, and its id: one card per transfer, updated in
 // place, and nothing one peer sends can reach another peer's card), drawn from the transfer
-// the call's event carries; its words come from text.js. Its buttons (Accept and Decline an
-// offer, Dismiss a finished card) and its Download link report back through `onAction(key,
-// action)`. Each sender keeps its newest LIMITS.chatPerPeer messages on screen.
+// the call's event carries; its words come from text.js (retry.js for a transfer the connection
+// interrupted). Its buttons (Accept and Decline an offer, Dismiss a finished card, Send again an
+// interrupted outgoing file) and its Download link report back through `onAction(key, action)`. Each sender keeps its newest LIMITS.chatPerPeer messages on screen.
 
 import { transferText } from "./text.js";
+import { retryText, sendAgainTo } from "./retry.js";
 import { LIMITS } from "./intake.js";
 
 let cardCount = 0;
@@ -93,7 +94,7 @@ export class ChatLog {
       this._append(li);
     }
     const [head, bar, status, actions] = li.children;
-    const words = transferText(t);
+    const words = retryText(t) || transferText(t);
     head.textContent = words.heading;
     status.textContent = words.status;
     bar.value = t.progress || 0;
@@ -105,7 +106,18 @@ export class ChatLog {
     li.dataset.state = state;
     li.classList.toggle("done", !!(t.direction === "in" ? ["received", "saved"].includes(state) : t.done && !t.failed));
     li.classList.toggle("failed", failed);
-    if (t.direction !== "in" || actions.dataset.state === state) return;
+    if (t.direction !== "in") {
+      // An outgoing card has one control: "Send again", while the connection interrupted it.
+      const again = sendAgainTo(t).length ? "send-again" : "";
+      if ((actions.dataset.state || "") === again) return;
+      const hadFocus = actions.contains(document.activeElement);
+      actions.dataset.state = again;
+      actions.replaceChildren();
+      if (again) actions.append(this._button("Send again", "btn-primary", "send-again", t.key, head));
+      if (hadFocus) (actions.querySelector("button") || li).focus();
+      return;
+    }
+    if (actions.dataset.state === state) return;
     // The controls change only with the state (never under a pointer mid-transfer).
     const hadFocus = actions.contains(document.activeElement);
     actions.dataset.state = state;
