@@ -44,6 +44,7 @@ export class Call extends EventTarget {
     this.links = new Map(); // id -> PeerLink
     this.info = new Map(); // id -> {name, muted, cameraOff, sharing}
     this.departed = new Set();
+    this._endedHere = new Set(); // peers we dropped ourselves (retry.js: "ended", not "left")
     this.joined = false;
     this.ended = false;
     this.transfers = []; // oldest first; see sendFile and _incomingOffer for their fields
@@ -211,6 +212,8 @@ export class Call extends EventTarget {
     if (!link) return;
     this.links.delete(id);
     this.departed.add(id);
+    // Quiet: we ended it (we left, or rejoined as someone new), not the peer: cards say so.
+    if (quiet) this._endedHere.add(id);
     link.close(); // its waiting or arriving files fail ("connection closed")
     this.info.delete(id);
     this.intake.forget(id);
@@ -384,7 +387,7 @@ export class Call extends EventTarget {
     who.reason = null;
     who.interrupted = null;
     if (!link) {
-      Object.assign(who, { state: "failed", reason: "connection closed", interrupted: "left", attempt: null });
+      Object.assign(who, { state: "failed", reason: "connection closed", interrupted: this._goneKind(who.id), attempt: null });
       this._settleOut(t);
       return;
     }
@@ -409,7 +412,9 @@ export class Call extends EventTarget {
       who.reason = result.reason || null;
       if (result.state === "delivered") who.sent = t.size;
       const now = this.links.get(who.id);
-      who.interrupted = interruption(result, { present: now === link, replaced: now === link && !link.channels.closed });
+      who.interrupted = interruption(result, {
+        present: now === link, replaced: now === link && !link.channels.closed, ended: this._endedHere.has(who.id),
+      });
       this._settleOut(t);
     });
   }
@@ -470,7 +475,12 @@ export class Call extends EventTarget {
     }
   }
 
-  /** `peer` left: nothing of ours is sent to it again. */
+  /** Why a peer is no longer here, for retry.js: it "left", or we "ended" it (quiet drop). */
+  _goneKind(peer) {
+    return this._endedHere.has(peer) ? "ended" : "left";
+  }
+
+  /** `peer` is gone: nothing of ours is sent to it again. */
   _partsLeft(peer) {
     for (const t of this.transfers) {
       if (t.direction !== "out") continue;
@@ -478,7 +488,7 @@ export class Call extends EventTarget {
       for (const who of t.peers) {
         if (who.id !== peer) continue;
         if (who.state === "reconnecting" || canSendAgain(who)) {
-          Object.assign(who, { state: "failed", reason: who.reason || "connection closed", interrupted: "left", attempt: null });
+          Object.assign(who, { state: "failed", reason: who.reason || "connection closed", interrupted: this._goneKind(peer), attempt: null });
           changed = true;
         }
       }
@@ -620,7 +630,8 @@ export class Call extends EventTarget {
     if (!t || (t.state !== "offered" && t.state !== "receiving")) return;
     this._freeFile(t);
     const link = this.links.get(from);
-    t.interrupted = interruption({ state: "failed", closed }, { present: !!link, replaced: !!link && !link.channels.closed });
+    t.interrupted = interruption({ state: "failed", closed },
+      { present: !!link, replaced: !!link && !link.channels.closed, ended: this._endedHere.has(from) });
     if (t.interrupted) {
       t.interruptedWhile = t.state;
       t.progress = 0;

@@ -11,15 +11,16 @@ import { fmtBytes, namesText } from "./text.js";
 /**
  * Why one peer's part of a transfer ended unfinished, as far as sending it again goes:
  * "replaced" (the data channels it ran on were replaced by new ones), "closed" (they closed
- * and no new ones are open yet), "left" (that peer is no longer in the call), or null (not
- * interrupted: delivered, declined, cancelled, refused, or still going).
+ * and no new ones are open yet), "left" (that peer left the call), "ended" (we dropped that
+ * peer ourselves: we left, or rejoined as someone new), or null (not interrupted: delivered,
+ * declined, cancelled, refused, or still going).
  * `result`: {state, closed} as PeerChannels reports it (`closed`: the channel was closed when
  * it failed); `present`: the peer is still in the call; `replaced`: its channels now are new
- * ones, not the ones that closed.
+ * ones, not the ones that closed; `ended`: we ended our side with that peer.
  */
-export function interruption(result, { present, replaced }) {
+export function interruption(result, { present, replaced, ended = false }) {
   if (!result || result.state !== "failed" || !result.closed) return null;
-  if (!present) return "left";
+  if (!present) return ended ? "ended" : "left";
   return replaced ? "replaced" : "closed";
 }
 
@@ -41,6 +42,7 @@ export function interruptedWhy(kind, name) {
     case "replaced": return `the connection to ${who} was replaced`;
     case "closed": return `the connection to ${who} closed`;
     case "left": return `${who} left the call`;
+    case "ended": return `the call with ${who} ended`;
     default: return "the connection closed";
   }
 }
@@ -49,6 +51,7 @@ const WHY_MANY = {
   replaced: (names) => `the connections to ${names} were replaced`,
   closed: (names) => `the connections to ${names} closed`,
   left: (names) => `${names} left the call`,
+  ended: (names) => `the call with ${names} ended`,
 };
 
 function label(t) {
@@ -81,7 +84,7 @@ export function outgoingRetryText(t) {
   }
   if (!t.done || !cut.length) return null;
   const lines = [];
-  for (const kind of ["replaced", "closed", "left"]) {
+  for (const kind of ["replaced", "closed", "left", "ended"]) {
     const names = cut.filter((p) => p.interrupted === kind).map((p) => p.name);
     if (!names.length) continue;
     const why = names.length === 1 ? interruptedWhy(kind, names[0]) : WHY_MANY[kind](namesText(names));
@@ -98,7 +101,7 @@ export function incomingRetryText(t) {
   const who = t.fromName || "Someone";
   const why = interruptedWhy(t.interrupted, who);
   const kept = t.interruptedWhile === "receiving" ? "; the part received was not kept" : " before you answered";
-  const again = t.interrupted === "left" ? "" : `. ${who} can send it again`;
+  const again = t.interrupted === "left" || t.interrupted === "ended" ? "" : `. ${who} can send it again`;
   const heading = t.interruptedWhile === "receiving" ? `${who} was sending ${label(t)}` : `${who} offered ${label(t)}`;
   return { heading, status: `Interrupted: ${why}${kept}${again}` };
 }

@@ -11,6 +11,9 @@ test("only a failure with the channel closed under it is an interruption", () =>
   assert.equal(interruption({ state: "failed", reason: "connection closed", closed: true }, here), "replaced");
   assert.equal(interruption({ state: "failed", closed: true }, { present: true, replaced: false }), "closed");
   assert.equal(interruption({ state: "failed", closed: true }, { present: false, replaced: false }), "left");
+  // We left (or rejoined as someone new): the peer did not leave, and it is not sent again either.
+  assert.equal(interruption({ state: "failed", closed: true }, { present: false, replaced: false, ended: true }), "ended");
+  assert.equal(canSendAgain({ state: "failed", interrupted: "ended" }), false);
   // The receiver's say, or a failure on an open channel: never an interruption.
   assert.equal(interruption({ state: "declined", reason: "declined" }, here), null);
   assert.equal(interruption({ state: "declined", reason: "busy" }, here), null);
@@ -94,4 +97,7 @@ test("the receiver's card says the file was interrupted and that nothing of it w
   });
   assert.equal(retryText({ ...t, interrupted: "left", interruptedWhile: "receiving" }).status,
     "Interrupted: Ada left the call; the part received was not kept");
+  assert.equal(retryText({ ...t, interrupted: "ended", interruptedWhile: "receiving" }).status,
+    "Interrupted: the call with Ada ended; the part received was not kept");
+  assert.equal(outgoingRetryText(out([part("g", "Grace", "failed", "ended")])).status, "Interrupted: the call with Grace ended");
 });
