@@ -17,7 +17,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.browser import (  # noqa: F401  (pytest fixtures)
-    DESKTOP, PHONE, WAIT_MS, audit, browser, people, playwright_driver, screenshot_dir,
+    DESKTOP, PHONE, WAIT_MS, assert_touch_sized, audit, box, browser, inside, overlap, people,
+    playwright_driver, screenshot_dir,
 )
 
 pytestmark = pytest.mark.slow
@@ -25,31 +26,6 @@ pytestmark = pytest.mark.slow
 DEVICES = {"desktop": DESKTOP, "phone": PHONE}
 # Room names as "Start a call" makes them (22 characters of base64url), so pictures look real.
 ROOM_LINK = re.compile(r"^https://[^/]+/r/[A-Za-z0-9_-]{22}$")
-
-
-def box(locator):
-    b = locator.bounding_box()
-    assert b, f"{locator} has no box (not rendered)"
-    return b
-
-
-def overlap(a, b) -> bool:
-    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
-                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
-
-
-def inside(inner, outer, slack: float = 1.0) -> bool:
-    return (inner["x"] >= outer["x"] - slack and inner["y"] >= outer["y"] - slack
-            and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + slack
-            and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + slack)
-
-
-def assert_touch_sized(page):
-    """Every visible button of the call's controls is at least 44 by 44 CSS pixels."""
-    controls = page.get_by_role("navigation", name="Call controls").get_by_role("button")
-    for i in range(controls.count()):
-        b = box(controls.nth(i))
-        assert b["width"] >= 44 and b["height"] >= 44, (controls.nth(i).inner_text(), b)
 
 
 @pytest.mark.parametrize("device", DEVICES)

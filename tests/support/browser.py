@@ -406,3 +406,49 @@ def room(request) -> str:
     import secrets
 
     return f"{request.node.name[:40]}-{secrets.token_hex(6)}".replace("[", "-").replace("]", "")
+
+
+# ---- what a person sees, measured: boxes of things on screen (shared by the screen tests) ----
+
+
+def box(locator) -> dict:
+    """The locator's bounding box on screen; fails if it is not rendered."""
+    b = locator.bounding_box()
+    assert b, f"{locator} has no box (not rendered)"
+    return b
+
+
+def overlap(a, b) -> bool:
+    """Do two boxes share any area?"""
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+def inside(inner, outer, slack: float = 1.0) -> bool:
+    """Is the box ``inner`` within ``outer`` (give or take ``slack`` pixels)?"""
+    return (inner["x"] >= outer["x"] - slack and inner["y"] >= outer["y"] - slack
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + slack
+            and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + slack)
+
+
+def assert_touch_sized(page) -> None:
+    """Every visible button of the call's controls is at least 44 by 44 CSS pixels."""
+    controls = page.get_by_role("navigation", name="Call controls").get_by_role("button")
+    for i in range(controls.count()):
+        b = box(controls.nth(i))
+        assert b["width"] >= 44 and b["height"] >= 44, (controls.nth(i).inner_text(), b)
+
+
+def small_fake_video(path: Path, width: int = 160, height: int = 120, fps: int = 5) -> Path:
+    """A short y4m clip for ``--use-file-for-fake-video-capture``: a small, slow camera, so that a
+    mesh of many people in one browser encodes little (the default fake camera sends 1280x720
+    at 30 fps to every peer). A soft vertical gradient, so a tile looks like a picture."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    luma = b"".join(bytes([60 + 80 * y // height]) * width for y in range(height))
+    chroma = bytes([150]) * ((width // 2) * (height // 2)) + bytes([110]) * ((width // 2) * (height // 2))
+    frame = b"FRAME\n" + luma + chroma
+    with path.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        f.write(frame * fps)
+    return path
