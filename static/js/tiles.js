@@ -5,8 +5,8 @@
 // spotlight: it takes the large area and everybody else (the self-view too) moves to a strip
 // beside or below it (app.css); the newest presenter wins, and when they stop the spotlight
 // passes to another presenter or the equal grid comes back. Your own shared screen stays in
-// your own cell: you see the faces of the people you present to. Each tile is drawn from the peer snapshot its call event carries
-// (call.js `peerView`); nothing here reads the call back.
+// your own cell: you see the faces of the people you present to. Each tile is drawn from the
+// peer snapshot its call event carries (call.js `peerView`); nothing here reads the call back.
 
 import { $ } from "./views.js";
 import { initials, qualityText, tileStatus } from "./text.js";
