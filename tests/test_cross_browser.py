@@ -235,27 +235,32 @@ def start_call(rtcsvc, browser, people, firefox_people, room):  # noqa: F811
     return svc, ada, fox, ada_id, fox_id
 
 
-def received_size(viewer, presenter_id, size, t0: float, within_s: float) -> float:
-    """Seconds from ``t0`` (the click) until the viewer's tile of the presenter shows
-    ``size``, which then holds for two more seconds."""
+TILE_SIZE = """(id) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
+                        return v ? [v.videoWidth, v.videoHeight] : null; }"""
+
+
+def received_size(viewer, presenter, presenter_id, t0: float, within_s: float):
+    """Seconds from ``t0`` (the click) until the viewer's tile of the presenter shows the size
+    the presenter's screen track has then, which keeps matching for two more seconds; and
+    that size. (Headless Chromium's captured tab settles its height a moment after the share
+    starts, 760 or 720 px: what counts is that the viewer gets whatever is being shared, whole.)
+    """
     deadline = t0 + within_s
     while True:
-        sample = viewer.page.evaluate(
-            """(id) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
-                          return v ? [v.videoWidth, v.videoHeight] : null; }""", presenter_id)
-        if sample == list(size):
+        size = presenter.page.evaluate(SHARED_SIZE)
+        sample = viewer.page.evaluate(TILE_SIZE, presenter_id)
+        if sample == size:
             break
         assert time.monotonic() < deadline, (
-            f"{viewer.name} sees the shared screen at {sample}, not {list(size)}, after {within_s} s")
+            f"{viewer.name} sees the shared screen at {sample}, not {size}, after {within_s} s")
         time.sleep(0.2)
     took = time.monotonic() - t0
     for _ in range(4):
         time.sleep(0.5)
-        sample = viewer.page.evaluate(
-            """(id) => { const v = document.querySelector(`.tile[data-peer="${id}"] video`);
-                          return [v.videoWidth, v.videoHeight]; }""", presenter_id)
-        assert sample == list(size), f"{viewer.name}: the shared screen fell to {sample}"
-    return took
+        size = presenter.page.evaluate(SHARED_SIZE)
+        sample = viewer.page.evaluate(TILE_SIZE, presenter_id)
+        assert sample == size, f"{viewer.name}: the shared screen is {sample}, not {size}"
+    return took, size
 
 
 def test_a_screen_shared_from_each_browser_is_seen_by_the_other_at_full_size(
@@ -269,10 +274,10 @@ def test_a_screen_shared_from_each_browser_is_seen_by_the_other_at_full_size(
         presenter.button("Share screen").click()
         presenter.wait("() => document.body.innerText.includes('You are presenting your screen')",
                        what="the presenting strip")
-        size = presenter.page.evaluate(SHARED_SIZE)
         if presenter is fox:
+            size = presenter.page.evaluate(SHARED_SIZE)
             assert tuple(size) == SCREEN, size  # Firefox shares its whole (Xvfb) screen
-        took = received_size(viewer, presenter_id, size, clicked, within_s=5)
+        took, size = received_size(viewer, presenter, presenter_id, clicked, within_s=5)
         print(f"{viewer.name} sees {presenter.name}'s {size[0]}x{size[1]} screen at full size {took:.1f} s after the click")
         see(presenter.page.get_by_text("You are presenting your screen to everyone"))
         see(presenter.button("Stop presenting"))
